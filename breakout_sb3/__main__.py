@@ -1,0 +1,3 @@
+from breakout_sb3.cli import main
+
+raise SystemExit(main())

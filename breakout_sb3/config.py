@@ -1,0 +1,160 @@
+"""Find, read and check rl-zoo3 hyperparameter files before rl-zoo3 sees them."""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from breakout_sb3.errors import BreakoutSB3Error
+
+# Keys rl-zoo3's ExperimentManager consumes itself; the others go to the algorithm's constructor.
+ZOO_KEYS: dict[str, tuple[type, ...]] = {
+    "n_timesteps": (int, float),
+    "n_envs": (int,),
+    "frame_stack": (int,),
+    "env_wrapper": (str, list, dict),
+    "vec_env_wrapper": (str, list, dict),
+    "callback": (str, list, dict),
+    "normalize": (bool, str, dict),
+    "env_kwargs": (dict,),
+    "monitor_kwargs": (dict, str),
+    "noise_type": (str,),
+    "noise_std": (int, float),
+}
+# Constructor arguments rl-zoo3 passes from its command line: in the YAML they would be passed twice.
+ZOO_COMMAND_LINE_KEYS = {
+    "seed": "--seed",
+    "env": "--env",
+    "device": "--device",
+    "verbose": "--verbose",
+    "tensorboard_log": "--tensorboard-log",
+}
+# Values rl-zoo3 turns from strings into objects before the constructor sees them.
+ZOO_STRING_KEYS = {"learning_rate", "policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs", "policy"}
+
+
+def default_config_path() -> Path:
+    """:return: ``hyperparams/dqn.yml``, from the installed package or from a source checkout"""
+    installed = resources.files("breakout_sb3") / "hyperparams" / "dqn.yml"
+    if installed.is_file():
+        return Path(str(installed))
+    checkout = Path(__file__).resolve().parent.parent / "hyperparams" / "dqn.yml"
+    if checkout.is_file():
+        return checkout
+    raise BreakoutSB3Error("hyperparams/dqn.yml is missing from the breakout-sb3 installation")
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """:return: the YAML file's top-level mapping of env ids to hyperparameters"""
+    path = Path(path)
+    if not path.is_file():
+        raise BreakoutSB3Error(f"hyperparameter file not found: {path}")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise BreakoutSB3Error(f"{path}: malformed YAML{where}: {problem}") from None
+    if not isinstance(config, dict):
+        raise BreakoutSB3Error(f"{path}: expected a mapping of environment ids to hyperparameters")
+    return config
+
+
+def hyperparams_for(config: dict[str, Any], env_id: str, path: str | Path) -> dict[str, Any]:
+    """:return: the hyperparameters of ``env_id`` (or of rl-zoo3's fallback entries ``atari``/``default``)"""
+    for key in (env_id, "atari", "default"):
+        if key in config:
+            hyperparams = config[key]
+            if not isinstance(hyperparams, dict):
+                raise BreakoutSB3Error(f"{path}: the entry {key!r} must be a mapping of hyperparameters")
+            return dict(hyperparams)
+    raise BreakoutSB3Error(f"{path}: no hyperparameters for {env_id} (entries: {', '.join(map(str, config))})")
+
+
+def check_hyperparams(hyperparams: dict[str, Any], algo_class: type, where: str) -> None:
+    """
+    Refuse unknown keys and values of the wrong type, with one line naming the key.
+
+    Constructor arguments are checked against the type annotations of ``algo_class.__init__``.
+    """
+    parameters = inspect.signature(algo_class.__init__).parameters
+    known = set(parameters) - {"self", "env", "_init_setup_model"}
+    for key, value in hyperparams.items():
+        if key in ZOO_COMMAND_LINE_KEYS:
+            raise BreakoutSB3Error(
+                f"{where}: '{key}' cannot be a hyperparameter; rl-zoo3 takes it from {ZOO_COMMAND_LINE_KEYS[key]}"
+            )
+        if key in ZOO_KEYS:
+            expected: tuple[type, ...] = ZOO_KEYS[key]
+            if not _is_instance(value, expected):
+                raise BreakoutSB3Error(f"{where}: '{key}' must be {_names(expected)}, got {value!r}")
+            continue
+        if key not in known:
+            raise BreakoutSB3Error(f"{where}: unknown hyperparameter '{key}'{_suggestion(key, known | set(ZOO_KEYS))}")
+        if key in ZOO_STRING_KEYS and isinstance(value, str):
+            continue
+        annotation = parameters[key].annotation
+        if key == "train_freq" and isinstance(value, list):
+            value = tuple(value)
+        if not _matches(value, annotation):
+            raise BreakoutSB3Error(f"{where}: '{key}' must be {_describe(annotation)}, got {value!r}")
+
+
+def _suggestion(key: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _is_instance(value: Any, expected: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in expected:
+        return False
+    return isinstance(value, expected)
+
+
+def _names(expected: tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in expected)
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if annotation in (Any, inspect.Parameter.empty) or isinstance(annotation, (str, typing.ForwardRef)):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return _is_instance(value, (int, float))
+    if annotation in (int, bool, str):
+        return _is_instance(value, (annotation,))
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if origin is tuple:
+        return isinstance(value, tuple)
+    if origin is type or annotation is type:
+        return isinstance(value, type)
+    if origin is Callable or annotation is Callable:
+        return callable(value)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def _describe(annotation: Any) -> str:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return "null"
+    if typing.get_origin(annotation) is not None:
+        return typing.get_origin(annotation).__name__
+    return getattr(annotation, "__name__", str(annotation))

@@ -1,0 +1,51 @@
+"""Find the model zip a user points at (a zip or a run folder) and load it."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from stable_baselines3 import DQN
+from stable_baselines3.common.vec_env import VecEnv
+
+from breakout_sb3.errors import BreakoutSB3Error
+
+
+def resolve_model(path: str | Path, env_id: str) -> tuple[Path, Path | None]:
+    """
+    :param path: a model zip, or an rl-zoo3 run folder
+    :return: the zip, and the run folder it belongs to (None if it is not in one). In a run folder the final
+        model ``<env_id>.zip`` is preferred, then ``solved_model.zip``, then the newest episode checkpoint,
+        then rl-zoo3's ``best_model.zip``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        final, solved, best = path / f"{env_id}.zip", path / "solved_model.zip", path / "best_model.zip"
+        for candidate in [final, solved, *_episode_checkpoints(path), best]:
+            if candidate.is_file():
+                return candidate, path
+        raise BreakoutSB3Error(f"no model zip in {path}")
+    if not path.exists():
+        raise BreakoutSB3Error(f"model not found: {path}")
+    run_dir = next((folder for folder in path.parents[:2] if (folder / env_id / "config.yml").is_file()), None)
+    return path, run_dir
+
+
+def _episode_checkpoints(run_dir: Path) -> list[Path]:
+    def episode(path: Path) -> int:
+        match = re.search(r"_(\d+)\.zip$", path.name)
+        return int(match.group(1)) if match else -1
+
+    return sorted(run_dir.glob("model_episode_*.zip"), key=episode, reverse=True)
+
+
+def load_model(path: Path, env: VecEnv, device: str = "auto") -> DQN:
+    """Load a DQN zip for playing: with ``env``, and a one-transition replay buffer instead of the trained size."""
+    if not zipfile.is_zipfile(path):
+        raise BreakoutSB3Error(f"{path} is not a model zip (corrupt or another kind of file)")
+    try:
+        return DQN.load(path, env=env, device=device, buffer_size=1)
+    except Exception as e:  # whatever a damaged or foreign file makes SB3 raise, reported in one line
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BreakoutSB3Error(f"cannot load {path}: {first_line}") from None

@@ -1,0 +1,35 @@
+"""Write a file so that a crash at any instant leaves the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """
+    Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it onto ``path``.
+
+    :return: ``path``
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_save_model(model: BaseAlgorithm, path: str | os.PathLike) -> Path:
+    """Save ``model`` as a zip at ``path`` (a name ending in ``.zip``) atomically."""
+    return atomic_write(path, model.save)

@@ -1,0 +1,48 @@
+"""Where callbacks write when they are not told: the training env's Monitor folder (rl-zoo3's run folder)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gymnasium as gym
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+
+def monitor_folder(vec_env: VecEnv) -> Path | None:
+    """
+    :return: the folder the first env's ``Monitor`` writes its ``*.monitor.csv`` into, or None if there is no
+        such file or the envs live in other processes
+    """
+    base = vec_env.unwrapped
+    if not isinstance(base, DummyVecEnv):
+        return None
+    env: gym.Env = base.envs[0]
+    while True:
+        if isinstance(env, Monitor) and env.results_writer is not None:
+            return Path(env.results_writer.file_handler.name).parent
+        if not isinstance(env, gym.Wrapper):
+            return None
+        env = env.env
+
+
+class RunFolderCallback(BaseCallback):
+    """
+    Base for callbacks that write files into a run folder.
+
+    :param log_dir: folder to write into. None: the folder of the training env's ``Monitor`` files, which is
+        rl-zoo3's run folder (``logs/dqn/<env>_<id>``); failing that, the current working directory.
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    """
+
+    def __init__(self, log_dir: str | None = None, verbose: int = 0):
+        super().__init__(verbose)
+        self.log_dir = log_dir
+
+    def _init_callback(self) -> None:
+        if self.log_dir is None:
+            folder = monitor_folder(self.training_env)
+            self.log_dir = str(folder) if folder is not None else os.getcwd()
+        os.makedirs(self.log_dir, exist_ok=True)

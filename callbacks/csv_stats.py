@@ -1,0 +1,148 @@
+"""One CSV row per finished episode, with the tutorial's columns and honest values."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import deque
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from callbacks._episodes import EpisodeScores, EpisodeStats
+from callbacks._run_folder import RunFolderCallback
+
+CSV_HEADER = (
+    "Episode",
+    "Total Reward",
+    "Epsilon",
+    "Avg Reward (Last 100)",
+    "Total Frames",
+    "Frame Rate",
+    "Model Updates",
+    "Running Reward",
+    "Training Time",
+)
+
+
+class CSVStatsCallback(RunFolderCallback):
+    """
+    Appends one row per finished episode to a CSV file, flushed as written, with the columns of the DQN Breakout
+    tutorial's ``training_stats.csv``:
+
+    - ``Episode``: episode number, from 1, continuing the file's last row
+    - ``Total Reward``: the episode's score (see ``episode_stats``)
+    - ``Epsilon``: the model's ``exploration_rate`` when the episode ended (empty if it has none)
+    - ``Avg Reward (Last 100)``: mean score of the last ``window`` episodes, this one included
+    - ``Total Frames``: agent steps so far, ``num_timesteps`` (all envs together)
+    - ``Frame Rate``: agent steps per second of wall time since the previous row
+    - ``Model Updates``: gradient steps so far, the model's ``_n_updates``
+    - ``Running Reward``: the running score judged by the stop rule, which in the tutorial is the same mean
+    - ``Training Time``: wall-clock seconds of training so far, continuing the file's last row
+
+    If the file exists it is appended to: no second header, and the episode count, the running window and the
+    training time continue from its rows. A file with another header is refused rather than touched.
+
+    :param filename: name of the CSV file inside ``log_dir``
+    :param log_dir: folder of the file (None: the training env's Monitor folder, i.e. rl-zoo3's run folder)
+    :param episode_stats: ``"monitor"``: a row per episode recorded by SB3's ``Monitor`` with its raw return (a
+        whole game of all lives under ``AtariWrapper``); ``"learner"``: a row per ``done`` with the sum of the
+        rewards learnt from (one life and clipped rewards under ``AtariWrapper``, the tutorial's own accounting)
+    :param window: number of episodes averaged in ``Avg Reward (Last 100)`` and ``Running Reward``
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    """
+
+    def __init__(
+        self,
+        filename: str = "training_stats.csv",
+        log_dir: str | None = None,
+        episode_stats: EpisodeStats = "monitor",
+        window: int = 100,
+        verbose: int = 0,
+    ):
+        super().__init__(log_dir, verbose)
+        self.filename = filename
+        self.episode_stats = episode_stats
+        self.window = window
+        self._scores = EpisodeScores(episode_stats)
+        self.recent_scores: deque[float] = deque(maxlen=window)
+        self.episode = 0
+        self._file: TextIO | None = None
+        self._writer = None
+        self._time_before = 0.0
+
+    @property
+    def path(self) -> Path:
+        assert self.log_dir is not None, "the callback is not initialised yet"
+        return Path(self.log_dir) / self.filename
+
+    @property
+    def running_score(self) -> float:
+        """Mean score over the last ``window`` episodes (nan before the first one)."""
+        return float(np.mean(self.recent_scores)) if self.recent_scores else float("nan")
+
+    def _init_callback(self) -> None:
+        super()._init_callback()
+        self._continue_existing_file()
+
+    def _continue_existing_file(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        if tuple(rows[0]) != CSV_HEADER:
+            raise ValueError(f"{self.path} exists with another header; refusing to append to it")
+        rows = rows[1:]
+        self.recent_scores.clear()
+        if rows:
+            self.episode = int(rows[-1][0])
+            self._time_before = float(rows[-1][8])
+            self.recent_scores.extend(float(row[1]) for row in rows[-self.window :])
+
+    def _on_training_start(self) -> None:
+        is_new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = open(self.path, "a", newline="")  # noqa: SIM115  (open for the whole run, closed at its end)
+        self._writer = csv.writer(self._file)
+        if is_new:
+            self._writer.writerow(CSV_HEADER)
+            self._file.flush()
+        self._start_time = time.time()
+        self._last_row_time = self._start_time
+        self._last_row_steps = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        scores = self._scores.update(self.locals["rewards"], self.locals["dones"], self.locals["infos"])
+        for score in scores:
+            self._write_row(score)
+        return True
+
+    def _write_row(self, score: float) -> None:
+        assert self._writer is not None and self._file is not None
+        now = time.time()
+        self.episode += 1
+        self.recent_scores.append(score)
+        elapsed = now - self._last_row_time
+        frame_rate = (self.num_timesteps - self._last_row_steps) / elapsed if elapsed > 0 else 0.0
+        epsilon = getattr(self.model, "exploration_rate", None)
+        self._writer.writerow(
+            [
+                self.episode,
+                f"{score:g}",
+                "" if epsilon is None else f"{epsilon:.6f}",
+                f"{self.running_score:.4f}",
+                self.num_timesteps,
+                f"{frame_rate:.1f}",
+                self.model._n_updates,
+                f"{self.running_score:.4f}",
+                f"{self._time_before + now - self._start_time:.1f}",
+            ]
+        )
+        self._file.flush()
+        self._last_row_time = now
+        self._last_row_steps = self.num_timesteps
+
+    def _on_training_end(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,79 @@
+"""Shared helpers: small real runs on the real ALE Breakout env with real SB3."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from stable_baselines3 import DQN
+from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.vec_env import VecFrameStack
+
+import breakout_sb3.env  # noqa: F401  (registers the ALE environments)
+from breakout_sb3 import ENV_ID
+from breakout_sb3.config import default_config_path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def recipe() -> dict[str, Any]:
+    """The recipe's hyperparameters, as hyperparams/dqn.yml gives them."""
+    return yaml.safe_load(default_config_path().read_text())[ENV_ID]
+
+
+def write_config(folder: Path, callbacks: list | None = None, **overrides: Any) -> Path:
+    """A copy of hyperparams/dqn.yml with test-sized overrides (never a change of the recipe itself)."""
+    hyperparams = recipe()
+    hyperparams.update(overrides)
+    if callbacks is not None:
+        hyperparams["callback"] = callbacks
+    path = folder / "dqn_test.yml"
+    path.write_text(yaml.safe_dump({ENV_ID: hyperparams}, sort_keys=False))
+    return path
+
+
+def breakout_env(n_envs: int = 1, seed: int = 42, monitor_dir: str | None = None):
+    """SB3's AtariWrapper + VecFrameStack(4) over BreakoutNoFrameskip-v4, as the recipe builds it."""
+    return VecFrameStack(make_atari_env(ENV_ID, n_envs=n_envs, seed=seed, monitor_dir=monitor_dir), 4)
+
+
+def small_breakout_dqn(env=None, **kwargs: Any) -> DQN:
+    """The recipe's DQN with a test-sized replay buffer."""
+    params = dict(
+        learning_rate=0.00025,
+        buffer_size=2_000,
+        learning_starts=32,
+        batch_size=32,
+        gamma=0.99,
+        train_freq=4,
+        target_update_interval=10_000,
+        max_grad_norm=1.0,
+        seed=42,
+        device="cpu",
+    )
+    params.update(kwargs)
+    return DQN("CnnPolicy", env if env is not None else breakout_env(), **params)
+
+
+def run_cli(*args: str, cwd: Path, module: str = "breakout_sb3", timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_folders(log_folder: Path) -> list[Path]:
+    return sorted((log_folder / "dqn").glob(f"{ENV_ID}_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One short `breakout-sb3 train` run, shared by the tests that only read its outputs."""
+    cwd = tmp_path_factory.mktemp("trained")
+    result = run_cli("train", "-n", "700", "-params", "buffer_size:1000", "-f", "logs", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = run_folders(cwd / "logs")
+    return folder
