@@ -1,15 +1,21 @@
 """SB3 callbacks for epsilon-greedy off-policy training; nothing here is specific to one environment."""
 
-from callbacks.checkpoint import EpisodeCheckpointCallback
+from callbacks.checkpoint import Checkpoint, CheckpointError, EpisodeCheckpointCallback, latest_checkpoint
 from callbacks.csv_stats import CSV_HEADER, CSVStatsCallback
 from callbacks.epsilon import TwoPhaseEpsilonCallback, TwoPhaseEpsilonSchedule
+from callbacks.nonfinite import NonFiniteLossCallback, NonFiniteTrainingError
 from callbacks.stop import StopTrainingOnRunningScore
 
 __all__ = [
     "CSV_HEADER",
     "CSVStatsCallback",
+    "Checkpoint",
+    "CheckpointError",
     "EpisodeCheckpointCallback",
+    "NonFiniteLossCallback",
+    "NonFiniteTrainingError",
     "StopTrainingOnRunningScore",
     "TwoPhaseEpsilonCallback",
     "TwoPhaseEpsilonSchedule",
+    "latest_checkpoint",
 ]

@@ -1,66 +1,322 @@
-"""Save the model every N finished episodes."""
+"""Complete, atomic checkpoints every N finished episodes and/or every N steps, and finding the newest one."""
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import random
+import shutil
+import time
+import warnings
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from callbacks._atomic import atomic_save_model
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
+
 from callbacks._episodes import EpisodeScores, EpisodeStats
 from callbacks._run_folder import RunFolderCallback
+from callbacks.nonfinite import NonFiniteTrainingError, first_non_finite_parameter
+
+CHECKPOINT_FORMAT = 1
+MODEL_FILE = "model.zip"
+# rl-zoo3's `-i model.zip` loads a "replay_buffer.pkl" that lies beside the zip.
+REPLAY_FILE = "replay_buffer.pkl"
+RNG_FILE = "rng.pkl"
+STATE_FILE = "state.json"
+
+
+class CheckpointError(OSError):
+    """A checkpoint could not be written; the previous checkpoints are untouched."""
+
+
+@dataclass
+class Checkpoint:
+    """
+    One checkpoint folder: ``model.zip`` (online and target networks, optimizer, ``num_timesteps``, ...),
+    ``replay_buffer.pkl`` (unless written without it), ``rng.pkl`` and ``state.json`` (the step, the episode count,
+    the state of every callback that has one, and the size of each file, written last).
+    """
+
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.state["num_timesteps"])
+
+    @property
+    def episodes(self) -> int:
+        return int(self.state["episodes"])
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def has_replay_buffer(self) -> bool:
+        return REPLAY_FILE in self.state["files"]
+
+    def callback_state(self, key: str) -> dict[str, Any] | None:
+        return self.state["callbacks"].get(key)
+
+    def restore_rng(self, model: BaseAlgorithm) -> None:
+        """Put back the Python, NumPy, torch and action-space random generators as they were when saved."""
+        with open(self.path / RNG_FILE, "rb") as f:
+            rng = pickle.load(f)
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        th.set_rng_state(rng["torch"])
+        if rng["torch_cuda"] is not None and th.cuda.is_available():
+            th.cuda.set_rng_state_all(rng["torch_cuda"])
+        if rng["action_space"] is not None:
+            model.action_space.np_random.bit_generator.state = rng["action_space"]
+
+    @classmethod
+    def read(cls, path: Path) -> Checkpoint:
+        """:raise ValueError: if the folder is not a complete checkpoint (a file missing, torn or of another size)"""
+        try:
+            state = json.loads((path / STATE_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: unreadable {STATE_FILE} ({e})") from None
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
+        for name, size in state["files"].items():
+            file = path / name
+            if not file.is_file() or file.stat().st_size != size:
+                raise ValueError(f"{path}: {name} is missing or torn")
+        with zipfile.ZipFile(path / MODEL_FILE) as archive:
+            if archive.testzip() is not None:
+                raise ValueError(f"{path}: {MODEL_FILE} is corrupt")
+        return cls(path, state)
+
+
+def checkpoint_dir(log_dir: str | Path) -> Path:
+    return Path(log_dir) / "checkpoints"
+
+
+def find_checkpoints(log_dir: str | Path) -> list[Path]:
+    """:return: the checkpoint folders under ``log_dir``, newest (most steps) first"""
+    folder = checkpoint_dir(log_dir)
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.glob("step_*") if p.is_dir()), key=lambda p: p.name, reverse=True)
+
+
+def latest_checkpoint(log_dir: str | Path) -> Checkpoint | None:
+    """:return: the newest complete checkpoint under ``log_dir``, warning about any newer one that is not"""
+    for path in find_checkpoints(log_dir):
+        try:
+            return Checkpoint.read(path)
+        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            warnings.warn(f"skipping incomplete checkpoint: {e}", stacklevel=2)
+    return None
+
+
+def stateful_callbacks(callback: BaseCallback) -> Iterator[tuple[str, BaseCallback]]:
+    """
+    :return: (key, callback) for every callback in the tree that has ``state_dict``/``load_state_dict``; the key is
+        the class name, with ``#2``, ``#3``... for further callbacks of the same class
+    """
+    seen: dict[str, int] = {}
+
+    def walk(node: BaseCallback) -> Iterator[BaseCallback]:
+        yield node
+        if isinstance(node, CallbackList):
+            for child in node.callbacks:
+                yield from walk(child)
+        elif isinstance(node, EventCallback) and node.callback is not None:
+            yield from walk(node.callback)
+
+    for node in walk(callback):
+        if hasattr(node, "state_dict") and hasattr(node, "load_state_dict"):
+            name = type(node).__name__
+            seen[name] = seen.get(name, 0) + 1
+            yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), node
 
 
 class EpisodeCheckpointCallback(RunFolderCallback):
     """
-    Saves the model (its zip holds the online and the target network and the optimizer) every
-    ``save_freq_episodes`` finished episodes, as ``<log_dir>/<name_prefix>_<episode>.zip``.
+    Writes a complete checkpoint every ``save_freq_episodes`` finished episodes and/or every ``save_freq_steps``
+    env steps, into ``<log_dir>/checkpoints/step_<num_timesteps>/``:
 
-    Each zip is written beside its final name and renamed into place, so a crash leaves no half-written zip.
-    The save happens at the start of the next rollout, once the step that ended the episode is in the replay
-    buffer and SB3 has finished its bookkeeping for it, so the saved state is one SB3 can continue from.
+    - ``model.zip``: the model, loadable with plain ``DQN.load`` (online and target networks, optimizer, step count)
+    - ``replay_buffer.pkl``: the replay buffer (unless ``save_replay_buffer=False``)
+    - ``rng.pkl``: the Python, NumPy, torch and action-space random generator states
+    - ``state.json``: step, episode count, and the ``state_dict()`` of every other callback of the same
+      ``learn()`` call that has one (e.g. the CSV's episode count and the stop rule's window)
 
-    :param save_freq_episodes: number of finished episodes between two checkpoints
-    :param name_prefix: prefix of the zip names
-    :param episode_stats: ``"monitor"`` (episodes recorded by SB3's ``Monitor``: whole games under
-        ``AtariWrapper``) or ``"learner"`` (every ``done``); see :class:`~callbacks.CSVStatsCallback`
-    :param log_dir: folder of the zips (None: the training env's Monitor folder, i.e. rl-zoo3's run folder)
+    A checkpoint is written into a hidden folder beside its final name, flushed to disk, then renamed into place, so a
+    crash at any instant leaves the previous checkpoints and either a complete new one or none. Only the newest
+    ``keep_last`` are kept. It is written at the start of the rollout following the trigger, where SB3 has stored the
+    last transition and finished its bookkeeping, so the model can be trained on from it exactly. A model with a
+    non-finite weight is never written (:class:`~callbacks.nonfinite.NonFiniteTrainingError`).
+
+    :param save_freq_episodes: finished episodes between two checkpoints (None: not by episodes)
+    :param save_freq_steps: env steps (``num_timesteps``, all envs) between two checkpoints (None: not by steps)
+    :param save_replay_buffer: include the replay buffer (large: about 56 kB per transition with SB3's buffer)
+    :param keep_last: number of checkpoints kept (None: all)
+    :param episode_stats: ``"monitor"`` (episodes recorded by SB3's ``Monitor``: whole games under ``AtariWrapper``)
+        or ``"learner"`` (every ``done``); see :class:`~callbacks.CSVStatsCallback`
+    :param log_dir: run folder (None: the training env's Monitor folder, i.e. rl-zoo3's run folder)
     :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
     """
 
     def __init__(
         self,
-        save_freq_episodes: int = 100,
-        name_prefix: str = "model_episode",
+        save_freq_episodes: int | None = 100,
+        save_freq_steps: int | None = None,
+        save_replay_buffer: bool = True,
+        keep_last: int | None = 2,
         episode_stats: EpisodeStats = "monitor",
         log_dir: str | None = None,
         verbose: int = 1,
     ):
         super().__init__(log_dir, verbose)
-        if save_freq_episodes < 1:
-            raise ValueError(f"save_freq_episodes must be >= 1, got {save_freq_episodes}")
+        for name, value in (
+            ("save_freq_episodes", save_freq_episodes),
+            ("save_freq_steps", save_freq_steps),
+            ("keep_last", keep_last),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
         self.save_freq_episodes = save_freq_episodes
-        self.name_prefix = name_prefix
+        self.save_freq_steps = save_freq_steps
+        self.save_replay_buffer = save_replay_buffer
+        self.keep_last = keep_last
         self._scores = EpisodeScores(episode_stats)
         self.episodes = 0
-        self._pending: int | None = None
+        self.last_checkpoint: Path | None = None
+        self._last_saved_step = 0
+        self._pending = False
+        self._stop_requested = False
+        self._stopping = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "last_saved_step": self._last_saved_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.episodes = int(state["episodes"])
+        self._last_saved_step = int(state["last_saved_step"])
+
+    def request_checkpoint_and_stop(self) -> None:
+        """Write a checkpoint at the next consistent point, then stop training (e.g. from a signal handler)."""
+        self._stop_requested = True
+
+    @property
+    def stopped_on_request(self) -> bool:
+        return self._stopping
+
+    def _on_training_start(self) -> None:
+        self._last_saved_step = max(self._last_saved_step, self.model.num_timesteps)
 
     def _on_step(self) -> bool:
+        if self._stopping:
+            return False
         for _ in self._scores.update(self.locals["rewards"], self.locals["dones"], self.locals["infos"]):
             self.episodes += 1
-            if self.episodes % self.save_freq_episodes == 0:
-                self._pending = self.episodes
+            if self.save_freq_episodes is not None and self.episodes % self.save_freq_episodes == 0:
+                self._pending = True
+        if self.save_freq_steps is not None and self.num_timesteps - self._last_saved_step >= self.save_freq_steps:
+            self._pending = True
         return True
 
     def _on_rollout_start(self) -> None:
-        self._save_pending()
+        if self._pending or self._stop_requested:
+            self.save()
+            self._pending = False
+        if self._stop_requested:
+            self._stopping = True
 
     def _on_training_end(self) -> None:
-        self._save_pending()
+        if self._pending or (self._stop_requested and not self._stopping):
+            self.save()
+            self._pending = False
 
-    def _save_pending(self) -> None:
-        if self._pending is None:
-            return
+    def save(self) -> Path:
+        """Write a checkpoint of the current state now. :return: its folder"""
         assert self.log_dir is not None
-        path = atomic_save_model(self.model, Path(self.log_dir) / f"{self.name_prefix}_{self._pending}.zip")
-        self._pending = None
+        bad = first_non_finite_parameter(self.model)
+        if bad is not None:
+            raise NonFiniteTrainingError(
+                f"non-finite weight in {bad} at step {self.model.num_timesteps}: checkpoint not written"
+            )
+        folder = checkpoint_dir(self.log_dir)
+        final = folder / f"step_{self.model.num_timesteps:010d}"
+        tmp = folder / f".{final.name}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            self._write(tmp)
+            if final.exists():  # a checkpoint of this very step: replace it
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            _fsync_dir(folder)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointError(e.errno, f"cannot write checkpoint {final}: {e.strerror or e}") from e
+        self.last_checkpoint = final
+        self._last_saved_step = self.model.num_timesteps
+        self._prune()
         if self.verbose >= 1:
-            print(f"Episode {self.episodes}, step {self.num_timesteps}: model saved to {path}")
+            print(f"Checkpoint at step {self.model.num_timesteps}, episode {self.episodes}: {final}")
+        return final
+
+    def _write(self, folder: Path) -> None:
+        files = {MODEL_FILE: self.model.save}
+        if self.save_replay_buffer and getattr(self.model, "replay_buffer", None) is not None:
+            files[REPLAY_FILE] = self.model.save_replay_buffer
+        files[RNG_FILE] = lambda f: pickle.dump(self._rng_state(), f)
+        sizes = {}
+        for name, write in files.items():
+            with open(folder / name, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            sizes[name] = (folder / name).stat().st_size
+        callbacks = self.locals.get("callback", self)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "num_timesteps": self.model.num_timesteps,
+            "total_timesteps": self.model._total_timesteps,
+            "episodes": self.episodes,
+            "time": time.time(),
+            "files": sizes,
+            "callbacks": {key: cb.state_dict() for key, cb in stateful_callbacks(callbacks)},
+        }
+        with open(folder / STATE_FILE, "w") as f:
+            json.dump(state, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(folder)
+
+    def _rng_state(self) -> dict[str, Any]:
+        action_rng = getattr(self.model.action_space, "np_random", None)
+        return {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": th.get_rng_state(),
+            "torch_cuda": th.cuda.get_rng_state_all() if th.cuda.is_available() else None,
+            "action_space": action_rng.bit_generator.state if action_rng is not None else None,
+        }
+
+    def _prune(self) -> None:
+        if self.keep_last is None:
+            return
+        for old in find_checkpoints(self.log_dir)[self.keep_last :]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

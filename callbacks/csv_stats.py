@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections import deque
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
+from callbacks._atomic import atomic_write
 from callbacks._episodes import EpisodeScores, EpisodeStats
 from callbacks._run_folder import RunFolderCallback
 
@@ -42,7 +44,13 @@ class CSVStatsCallback(RunFolderCallback):
     - ``Training Time``: wall-clock seconds of training so far, continuing the file's last row
 
     If the file exists it is appended to: no second header, and the episode count, the running window and the
-    training time continue from its rows. A file with another header is refused rather than touched.
+    training time continue from its rows. A file with another header is refused rather than touched. After
+    ``load_state_dict`` (resuming from a checkpoint), rows the file holds beyond the checkpoint's episode are moved
+    to a side file ``<stem>.after_episode_<N>[.k].csv`` so the CSV reads as one run.
+
+    Each row is also recorded in SB3's logger under ``<tensorboard_prefix>/`` (``score``, ``running_score``,
+    ``epsilon``, ``episode``, ``frame_rate``), so TensorBoard shows them beside ``rollout/`` and ``train/`` at each
+    of SB3's log dumps.
 
     :param filename: name of the CSV file inside ``log_dir``
     :param log_dir: folder of the file (None: the training env's Monitor folder, i.e. rl-zoo3's run folder)
@@ -50,6 +58,7 @@ class CSVStatsCallback(RunFolderCallback):
         whole game of all lives under ``AtariWrapper``); ``"learner"``: a row per ``done`` with the sum of the
         rewards learnt from (one life and clipped rewards under ``AtariWrapper``, the tutorial's own accounting)
     :param window: number of episodes averaged in ``Avg Reward (Last 100)`` and ``Running Reward``
+    :param tensorboard_prefix: logger key prefix of the per-episode figures (None: not logged)
     :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
     """
 
@@ -59,18 +68,21 @@ class CSVStatsCallback(RunFolderCallback):
         log_dir: str | None = None,
         episode_stats: EpisodeStats = "monitor",
         window: int = 100,
+        tensorboard_prefix: str | None = "episode",
         verbose: int = 0,
     ):
         super().__init__(log_dir, verbose)
         self.filename = filename
         self.episode_stats = episode_stats
         self.window = window
+        self.tensorboard_prefix = tensorboard_prefix
         self._scores = EpisodeScores(episode_stats)
         self.recent_scores: deque[float] = deque(maxlen=window)
         self.episode = 0
         self._file: TextIO | None = None
         self._writer = None
         self._time_before = 0.0
+        self._restored: dict[str, Any] | None = None
 
     @property
     def path(self) -> Path:
@@ -82,23 +94,57 @@ class CSVStatsCallback(RunFolderCallback):
         """Mean score over the last ``window`` episodes (nan before the first one)."""
         return float(np.mean(self.recent_scores)) if self.recent_scores else float("nan")
 
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "episode": self.episode,
+            "recent_scores": list(self.recent_scores),
+            "training_time": self._time_before + (time.time() - self._start_time if self._file else 0.0),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's state; the file is reconciled with it when training starts."""
+        self._restored = state
+
     def _init_callback(self) -> None:
         super()._init_callback()
-        self._continue_existing_file()
+        rows = self._read_rows()
+        if self._restored is not None:
+            self._move_rows_after(self._restored["episode"], rows)
+            self.episode = int(self._restored["episode"])
+            self._time_before = float(self._restored["training_time"])
+            self.recent_scores.clear()
+            self.recent_scores.extend(self._restored["recent_scores"])
+            self._restored = None
+        elif rows:
+            self.episode = int(rows[-1][0])
+            self._time_before = float(rows[-1][8])
+            self.recent_scores.clear()
+            self.recent_scores.extend(float(row[1]) for row in rows[-self.window :])
 
-    def _continue_existing_file(self) -> None:
+    def _read_rows(self) -> list[list[str]]:
+        """:return: the existing file's rows without the header"""
         if not self.path.exists() or self.path.stat().st_size == 0:
-            return
+            return []
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
         if tuple(rows[0]) != CSV_HEADER:
             raise ValueError(f"{self.path} exists with another header; refusing to append to it")
-        rows = rows[1:]
-        self.recent_scores.clear()
-        if rows:
-            self.episode = int(rows[-1][0])
-            self._time_before = float(rows[-1][8])
-            self.recent_scores.extend(float(row[1]) for row in rows[-self.window :])
+        return rows[1:]
+
+    def _move_rows_after(self, episode: int, rows: list[list[str]]) -> None:
+        kept = [row for row in rows if int(row[0]) <= episode]
+        later = rows[len(kept) :]
+        if not later:
+            return
+        side = self.path.with_name(f"{self.path.stem}.after_episode_{episode}.csv")
+        k = 1
+        while side.exists():
+            k += 1
+            side = self.path.with_name(f"{self.path.stem}.after_episode_{episode}.{k}.csv")
+        for path, body in ((side, later), (self.path, kept)):
+            atomic_write(path, lambda f, body=body: f.write(_csv_bytes([CSV_HEADER, *body])))
+        if self.verbose >= 1:
+            print(f"{len(later)} rows after episode {episode} moved from {self.path.name} to {side.name}")
 
     def _on_training_start(self) -> None:
         is_new = not self.path.exists() or self.path.stat().st_size == 0
@@ -139,6 +185,14 @@ class CSVStatsCallback(RunFolderCallback):
             ]
         )
         self._file.flush()
+        if self.tensorboard_prefix is not None:
+            prefix = self.tensorboard_prefix
+            self.logger.record(f"{prefix}/score", score)
+            self.logger.record(f"{prefix}/running_score", self.running_score)
+            self.logger.record(f"{prefix}/episode", self.episode)
+            self.logger.record(f"{prefix}/frame_rate", frame_rate)
+            if epsilon is not None:
+                self.logger.record(f"{prefix}/epsilon", epsilon)
         self._last_row_time = now
         self._last_row_steps = self.num_timesteps
 
@@ -146,3 +200,9 @@ class CSVStatsCallback(RunFolderCallback):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _csv_bytes(rows: list) -> bytes:
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue().encode()

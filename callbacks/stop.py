@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,14 @@ class StopTrainingOnRunningScore(RunFolderCallback):
         self.recent_scores: deque[float] = deque(maxlen=window)
         self.episodes = 0
         self.solved = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "recent_scores": list(self.recent_scores)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.episodes = int(state["episodes"])
+        self.recent_scores.clear()
+        self.recent_scores.extend(state["recent_scores"])
 
     @property
     def running_score(self) -> float:

@@ -13,7 +13,9 @@ from callbacks import (
     EpisodeCheckpointCallback,
     StopTrainingOnRunningScore,
     TwoPhaseEpsilonCallback,
+    latest_checkpoint,
 )
+from callbacks.checkpoint import find_checkpoints
 
 
 def test_all_callbacks_on_plain_sb3_dqn_cartpole(tmp_path):
@@ -31,6 +33,8 @@ def test_all_callbacks_on_plain_sb3_dqn_cartpole(tmp_path):
     assert len(rows) - 1 == stats.episode == stop.episodes == checkpoint.episodes >= 40
     assert int(rows[-1][4]) <= 4_000
     assert float(rows[-1][2]) < 1.0  # epsilon decayed with the env steps of both envs
-    zips = sorted(tmp_path.glob("model_episode_*.zip"))
-    assert len(zips) == stats.episode // 20
-    assert DQN.load(zips[0], device="cpu").num_timesteps > 0
+    checkpoints = find_checkpoints(tmp_path)
+    assert len(checkpoints) == 2  # keep_last
+    newest = latest_checkpoint(tmp_path)
+    assert newest.episodes == stats.episode // 20 * 20
+    assert DQN.load(newest.model_path, device="cpu").num_timesteps == newest.num_timesteps

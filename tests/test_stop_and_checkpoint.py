@@ -1,13 +1,28 @@
-"""StopTrainingOnRunningScore and EpisodeCheckpointCallback on the real Breakout env."""
+"""StopTrainingOnRunningScore, EpisodeCheckpointCallback and NonFiniteLossCallback on the real Breakout env."""
 
 from __future__ import annotations
 
 import csv
+import json
+import pickle
+import shutil
 
 import pytest
+import torch as th
 from stable_baselines3 import DQN
+from stable_baselines3.common.callbacks import BaseCallback
 
-from callbacks import CSVStatsCallback, EpisodeCheckpointCallback, StopTrainingOnRunningScore
+from callbacks import (
+    Checkpoint,
+    CheckpointError,
+    CSVStatsCallback,
+    EpisodeCheckpointCallback,
+    NonFiniteLossCallback,
+    NonFiniteTrainingError,
+    StopTrainingOnRunningScore,
+    latest_checkpoint,
+)
+from callbacks.checkpoint import find_checkpoints
 from tests.conftest import breakout_env, small_breakout_dqn
 
 
@@ -43,41 +58,167 @@ def test_does_not_stop_below_the_threshold_or_before_a_full_window(tmp_path):
     assert not (tmp_path / "solved_model.zip").exists()
 
 
-def test_checkpoints_every_n_games_atomically(tmp_path):
+@pytest.fixture(scope="module")
+def checkpointed_run(tmp_path_factory):
+    """1,200 steps with a complete checkpoint every 2 games, all kept, beside a CSV and a stop rule."""
+    folder = tmp_path_factory.mktemp("checkpoints")
     env = breakout_env()
     model = small_breakout_dqn(env)
-    checkpoint = EpisodeCheckpointCallback(save_freq_episodes=2, log_dir=str(tmp_path))
-    model.learn(1_200, callback=checkpoint)
+    csv_callback = CSVStatsCallback(log_dir=str(folder))
+    stop = StopTrainingOnRunningScore(threshold=1000.0, window=3, log_dir=str(folder))
+    checkpoint = EpisodeCheckpointCallback(save_freq_episodes=2, keep_last=None, log_dir=str(folder))
+    model.learn(1_200, callback=[csv_callback, stop, checkpoint])
     env.close()
+    return folder, model, checkpoint
+
+
+def test_checkpoints_every_n_games_are_complete(checkpointed_run):
+    folder, _, checkpoint = checkpointed_run
+    paths = find_checkpoints(folder)
     assert checkpoint.episodes >= 4
-    names = sorted(p.name for p in tmp_path.iterdir())
-    expected = [f"model_episode_{n}.zip" for n in range(2, checkpoint.episodes + 1, 2)]
-    assert names == sorted(expected), "no temporary file may be left behind"
-    saved = DQN.load(tmp_path / "model_episode_2.zip", device="cpu")
+    assert len(paths) == checkpoint.episodes // 2
+    assert [p.name for p in (folder / "checkpoints").iterdir() if p.name.startswith(".")] == []
+    oldest = Checkpoint.read(paths[-1])
+    assert sorted(p.name for p in paths[-1].iterdir()) == ["model.zip", "replay_buffer.pkl", "rng.pkl", "state.json"]
+    assert oldest.episodes == 2
+    saved = DQN.load(oldest.model_path, device="cpu")
+    assert saved.num_timesteps == oldest.num_timesteps
     # The zip holds the target network beside the online one, and the optimizer.
-    state = saved.policy.state_dict()
-    assert any(k.startswith("q_net_target.") for k in state)
+    assert any(k.startswith("q_net_target.") for k in saved.policy.state_dict())
     assert saved.policy.optimizer.state_dict()["state"]
-    assert 0 < saved.num_timesteps < model.num_timesteps
+    # The replay buffer holds every transition up to the checkpoint's step.
+    with open(oldest.path / "replay_buffer.pkl", "rb") as f:
+        replay = pickle.load(f)
+    assert replay.size() == oldest.num_timesteps
 
 
-def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+def test_checkpoint_state_holds_the_other_callbacks(checkpointed_run):
+    folder, _, _ = checkpointed_run
+    newest = latest_checkpoint(folder)
+    state = json.loads((newest.path / "state.json").read_text())
+    assert state["callbacks"]["EpisodeCheckpointCallback"]["episodes"] == newest.episodes
+    assert state["callbacks"]["CSVStatsCallback"]["episode"] == newest.episodes
+    assert len(state["callbacks"]["StopTrainingOnRunningScore"]["recent_scores"]) == 3
+    with open(folder / "training_stats.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    scores = [float(r[1]) for r in rows[: newest.episodes]]
+    assert state["callbacks"]["CSVStatsCallback"]["recent_scores"] == scores
+    assert state["total_timesteps"] == 1_200
+
+
+def test_a_torn_newest_checkpoint_is_skipped_for_the_previous_one(checkpointed_run, tmp_path):
+    folder, _, _ = checkpointed_run
+    copy = tmp_path / "run"
+    shutil.copytree(folder, copy)
+    newest, previous = find_checkpoints(copy)[:2]
+    zip_path = newest / "model.zip"
+    zip_path.write_bytes(zip_path.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="torn"):
+        assert latest_checkpoint(copy).path == previous
+    (previous / "state.json").unlink()
+    with pytest.warns(UserWarning):
+        assert latest_checkpoint(copy).path == find_checkpoints(copy)[2]
+
+
+def test_keeps_the_last_k_and_checkpoints_every_n_steps(tmp_path):
+    env = breakout_env()
+    model = small_breakout_dqn(env)
+    checkpoint = EpisodeCheckpointCallback(
+        save_freq_episodes=None, save_freq_steps=200, keep_last=2, save_replay_buffer=False, log_dir=str(tmp_path)
+    )
+    model.learn(1_000, callback=checkpoint)
+    env.close()
+    steps = [Checkpoint.read(p).num_timesteps for p in find_checkpoints(tmp_path)]
+    assert len(steps) == 2
+    assert steps[0] - steps[1] >= 200 and steps[0] >= 800
+    newest = latest_checkpoint(tmp_path)
+    assert not newest.has_replay_buffer and not (newest.path / "replay_buffer.pkl").exists()
+
+
+class FailSaveAfter(BaseCallback):
+    """Makes model.save fail half-way through from the given step on (a full disk)."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps == self.step:
+
+            def save(path, *args, **kwargs):
+                path.write(b"half a zip")
+                raise OSError(28, "No space left on device")
+
+            self.model.save = save
+        return True
+
+
+def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_intact(tmp_path):
+    env = breakout_env()
+    model = small_breakout_dqn(env)
+    checkpoint = EpisodeCheckpointCallback(save_freq_episodes=1, keep_last=None, log_dir=str(tmp_path))
+    model.learn(300, callback=checkpoint)
+    before = {p.name: (p / "model.zip").read_bytes() for p in find_checkpoints(tmp_path)}
+    assert before
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        model.learn(2_000, callback=[checkpoint, FailSaveAfter(model.num_timesteps + 1)], reset_num_timesteps=False)
+    env.close()
+    after = {p.name: (p / "model.zip").read_bytes() for p in find_checkpoints(tmp_path)}
+    assert after == before
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_unwritable_log_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "checkpoints").write_text("a file where the checkpoints folder should be")
     env = breakout_env()
     model = small_breakout_dqn(env)
     checkpoint = EpisodeCheckpointCallback(save_freq_episodes=1, log_dir=str(tmp_path))
-    model.learn(300, callback=checkpoint)
-    first = tmp_path / "model_episode_1.zip"
-    before = first.read_bytes()
-
-    def crash(path, *args, **kwargs):
-        path.write(b"half a zip")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(model, "save", crash)
-    checkpoint.episodes = 0  # the next finished game is number 1 again, so it would overwrite the first zip
-    with pytest.raises(OSError, match="disk full"):
-        model.learn(600, callback=checkpoint, reset_num_timesteps=False)
+    with pytest.raises(CheckpointError, match="cannot write checkpoint"):
+        model.learn(400, callback=checkpoint)
     env.close()
-    assert first.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["model_episode_1.zip"]
-    assert DQN.load(first, device="cpu").num_timesteps > 0
+
+
+class PoisonWeights(BaseCallback):
+    """Injects a NaN into the online network's first layer at the given step."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps == self.step:
+            with th.no_grad():
+                self.model.q_net.features_extractor.cnn[0].weight[0, 0, 0, 0] = float("nan")
+        return True
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step_and_no_checkpoint_is_written(tmp_path):
+    env = breakout_env()
+    model = small_breakout_dqn(env)
+    checkpoint = EpisodeCheckpointCallback(save_freq_episodes=1, keep_last=None, log_dir=str(tmp_path))
+    model.learn(300, callback=checkpoint)
+    good = {p.name: (p / "model.zip").read_bytes() for p in find_checkpoints(tmp_path)}
+    poison_step = model.num_timesteps + 2
+    with pytest.raises(NonFiniteTrainingError, match=r"non-finite loss \(nan\) at step (\d+)") as error:
+        model.learn(
+            2_000,
+            callback=[NonFiniteLossCallback(), checkpoint, PoisonWeights(poison_step)],
+            reset_num_timesteps=False,
+        )
+    env.close()
+    step = int(error.value.args[0].split("at step ")[1].split(",")[0])
+    assert poison_step < step <= poison_step + 8
+    assert {p.name: (p / "model.zip").read_bytes() for p in find_checkpoints(tmp_path)} == good
+
+
+def test_a_model_with_a_non_finite_weight_is_never_checkpointed(tmp_path):
+    env = breakout_env()
+    model = small_breakout_dqn(env)
+    checkpoint = EpisodeCheckpointCallback(save_freq_episodes=1, log_dir=str(tmp_path))
+    model.learn(40, callback=checkpoint)
+    with th.no_grad():
+        model.q_net.q_net[0].bias[0] = float("inf")
+    with pytest.raises(NonFiniteTrainingError, match=r"q_net\.q_net\.0\.bias"):
+        checkpoint.save()
+    env.close()
+    assert find_checkpoints(tmp_path) == []
