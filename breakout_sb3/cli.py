@@ -1,4 +1,4 @@
-"""``breakout-sb3``: train (rl-zoo3's flags), evaluate."""
+"""``breakout-sb3``: train (rl-zoo3's flags), resume, evaluate, record, plot."""
 
 from __future__ import annotations
 
@@ -8,63 +8,133 @@ import sys
 from breakout_sb3 import ENV_ID
 from breakout_sb3.errors import BreakoutSB3Error
 
+TRAIN_HELP = """\
+breakout-sb3 train [--checkpoint-without-replay] [--keep-checkpoints K] [rl-zoo3 train flags]
+
+  --checkpoint-without-replay  checkpoints hold the model and callback state only (resume then refills the replay)
+  --keep-checkpoints K         keep the K newest checkpoints (default: the YAML's keep_last, 2 in the recipe)
+
+Defaults: --algo dqn --env BreakoutNoFrameskip-v4 --conf-file hyperparams/dqn.yml --seed 42 --eval-freq -1.
+rl-zoo3's flags follow.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="breakout-sb3",
-        description="Train and evaluate SB3's DQN on Atari Breakout with the DQN Breakout tutorial's recipe.",
+        description="Train, resume, evaluate, record and plot SB3's DQN on Atari Breakout with the DQN Breakout "
+        "tutorial's recipe.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser(
+    train = commands.add_parser(
         "train",
         add_help=False,
         help="train with rl-zoo3 and hyperparams/dqn.yml; every rl-zoo3 train flag works (train -h lists them)",
     )
+    train.add_argument("--checkpoint-without-replay", action="store_true")
+    train.add_argument("--keep-checkpoints", type=int, metavar="K")
+
+    resume = commands.add_parser("resume", help="continue a run from its newest complete checkpoint")
+    resume.add_argument("run", help="the run folder (logs/dqn/BreakoutNoFrameskip-v4_<n>)")
+    resume.add_argument(
+        "-n", "--n-timesteps", type=int, help="further agent steps (default: up to the run's original n_timesteps)"
+    )
+    resume.add_argument(
+        "--refill-steps",
+        type=int,
+        default=50_000,
+        help="transitions collected before training resumes, if the checkpoint has no replay buffer (default: 50000)",
+    )
 
     evaluate = commands.add_parser("evaluate", help="play full games with a model zip and report the score")
-    evaluate.add_argument("model", help="a model zip, or a run folder (its final model is used)")
-    evaluate.add_argument("--episodes", type=int, default=10, help="full games to play (default: 10)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the env and of exploration (default: 0)")
-    evaluate.add_argument(
+    _add_model_arguments(evaluate, episodes=10)
+    evaluate.add_argument("--json", metavar="PATH", help="also write the scores and their statistics as JSON")
+
+    record = commands.add_parser("record", help="record full games played by a model as an mp4")
+    _add_model_arguments(record, episodes=1)
+    record.add_argument("--out", default="game.mp4", help="the mp4 to write (default: game.mp4)")
+
+    plot = commands.add_parser("plot", help="draw the learning curve of one or more runs as a PNG")
+    plot.add_argument("runs", nargs="+", help="run folders or training_stats.csv files (several: overlaid)")
+    plot.add_argument("--out", default="curve.png", help="the PNG to write (default: curve.png)")
+    plot.add_argument("--threshold", type=float, default=40.0, help="stop threshold line (default: 40)")
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser, episodes: int) -> None:
+    parser.add_argument("model", help="a model zip, or a run folder (its final model is used)")
+    parser.add_argument("--episodes", type=int, default=episodes, help=f"full games to play (default: {episodes})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the env and of exploration (default: 0)")
+    parser.add_argument(
         "--epsilon",
         type=float,
         default=None,
         help="probability of a random action (default: 0.05, as the DQN papers evaluate; 0 for greedy)",
     )
-    evaluate.add_argument("--env", default=ENV_ID, help=f"environment id (default: {ENV_ID})")
-    evaluate.add_argument("--device", default="auto", help="torch device (default: auto)")
-    evaluate.add_argument("--json", metavar="PATH", help="also write the scores and their statistics as JSON")
-    return parser
+    parser.add_argument("--env", default=ENV_ID, help=f"environment id (default: {ENV_ID})")
+    parser.add_argument("--device", default="auto", help="torch device (default: auto)")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    if args.command != "train" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        if args.command == "train":
-            from breakout_sb3.experiment import train
-
-            train(rest)
-            return 0
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        if args.command == "evaluate":
-            from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON, evaluate
-
-            result = evaluate(
-                args.model,
-                env_id=args.env,
-                episodes=args.episodes,
-                seed=args.seed,
-                epsilon=DEFAULT_EVAL_EPSILON if args.epsilon is None else args.epsilon,
-                device=args.device,
-                json_path=args.json,
-            )
-            print(result.summary())
-            return 0
+        return _run(args, rest)
     except BreakoutSB3Error as e:
         print(f"breakout-sb3: error: {e}", file=sys.stderr)
         return 2
-    raise AssertionError(f"unhandled command {args.command}")
+    except KeyboardInterrupt as e:
+        print(f"breakout-sb3: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.command == "train":
+        from breakout_sb3.experiment import CheckpointOptions, train
+
+        if {"-h", "--help"} & set(rest):
+            print(TRAIN_HELP)
+        if args.keep_checkpoints is not None and args.keep_checkpoints < 1:
+            raise BreakoutSB3Error(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
+        options = CheckpointOptions(replay_buffer=not args.checkpoint_without_replay, keep_last=args.keep_checkpoints)
+        train(rest, options)
+    elif args.command == "resume":
+        from breakout_sb3.experiment import resume
+
+        resume(args.run, n_timesteps=args.n_timesteps, refill_steps=args.refill_steps)
+    elif args.command == "evaluate":
+        from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON, evaluate
+
+        result = evaluate(
+            args.model,
+            env_id=args.env,
+            episodes=args.episodes,
+            seed=args.seed,
+            epsilon=DEFAULT_EVAL_EPSILON if args.epsilon is None else args.epsilon,
+            device=args.device,
+            json_path=args.json,
+        )
+        print(result.summary())
+    elif args.command == "record":
+        from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
+        from breakout_sb3.record import record
+
+        scores = record(
+            args.model,
+            env_id=args.env,
+            out=args.out,
+            episodes=args.episodes,
+            seed=args.seed,
+            epsilon=DEFAULT_EVAL_EPSILON if args.epsilon is None else args.epsilon,
+            device=args.device,
+        )
+        print(f"{args.out}: {len(scores)} games, scores {', '.join(f'{s:g}' for s in scores)}")
+    elif args.command == "plot":
+        from breakout_sb3.plot import plot
+
+        print(plot(args.runs, out=args.out, threshold=args.threshold))
+    return 0

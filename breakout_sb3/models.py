@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 
@@ -10,34 +9,29 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import VecEnv
 
 from breakout_sb3.errors import BreakoutSB3Error
+from callbacks.checkpoint import latest_checkpoint
 
 
 def resolve_model(path: str | Path, env_id: str) -> tuple[Path, Path | None]:
     """
     :param path: a model zip, or an rl-zoo3 run folder
     :return: the zip, and the run folder it belongs to (None if it is not in one). In a run folder the final
-        model ``<env_id>.zip`` is preferred, then ``solved_model.zip``, then the newest episode checkpoint,
+        model ``<env_id>.zip`` is preferred, then ``solved_model.zip``, then the newest complete checkpoint,
         then rl-zoo3's ``best_model.zip``.
     """
     path = Path(path)
     if path.is_dir():
         final, solved, best = path / f"{env_id}.zip", path / "solved_model.zip", path / "best_model.zip"
-        for candidate in [final, solved, *_episode_checkpoints(path), best]:
-            if candidate.is_file():
+        checkpoint = latest_checkpoint(path)
+        for candidate in [final, solved, checkpoint.model_path if checkpoint else None, best]:
+            if candidate is not None and candidate.is_file():
                 return candidate, path
         raise BreakoutSB3Error(f"no model zip in {path}")
     if not path.exists():
         raise BreakoutSB3Error(f"model not found: {path}")
-    run_dir = next((folder for folder in path.parents[:2] if (folder / env_id / "config.yml").is_file()), None)
+    # a zip in the run folder, or a checkpoint's run/checkpoints/step_<n>/model.zip
+    run_dir = next((folder for folder in path.parents[:3] if (folder / env_id / "config.yml").is_file()), None)
     return path, run_dir
-
-
-def _episode_checkpoints(run_dir: Path) -> list[Path]:
-    def episode(path: Path) -> int:
-        match = re.search(r"_(\d+)\.zip$", path.name)
-        return int(match.group(1)) if match else -1
-
-    return sorted(run_dir.glob("model_episode_*.zip"), key=episode, reverse=True)
 
 
 def load_model(path: Path, env: VecEnv, device: str = "auto") -> DQN:

@@ -1,0 +1,83 @@
+"""Record full games played by a model as an mp4, with SB3's VecVideoRecorder."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import VecEnv, VecVideoRecorder
+
+from breakout_sb3.env import check_env_id, make_env, run_hyperparams
+from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
+from breakout_sb3.models import load_model, resolve_model
+
+# The Atari 2600 draws 60 frames a second (NTSC); ale-py's metadata says 30.
+ATARI_FPS = 60
+# Most recorded games; each frame is kept in memory until the video is written (100 kB a frame).
+MAX_EPISODES = 20
+
+
+def record(
+    path: str | Path,
+    env_id: str,
+    out: str | Path = "game.mp4",
+    episodes: int = 1,
+    seed: int = 0,
+    epsilon: float = DEFAULT_EVAL_EPSILON,
+    device: str = "auto",
+) -> list[float]:
+    """
+    Play ``episodes`` full games (all lives) with the model at ``path`` and write them, one after the other, to the
+    mp4 ``out`` in the emulator's own 210x160 colour frames, one frame per agent step (15 frames per second at frame
+    skip 4, i.e. real time).
+
+    :return: the raw score of each game
+    """
+    if not 1 <= episodes <= MAX_EPISODES:
+        raise BreakoutSB3Error(f"--episodes must be between 1 and {MAX_EPISODES}, got {episodes}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise BreakoutSB3Error(f"--epsilon must be in [0, 1], got {epsilon}")
+    out = Path(out)
+    if out.suffix != ".mp4":
+        raise BreakoutSB3Error(f"--out must name an .mp4 file, got {out}")
+    if not out.parent.is_dir():
+        raise BreakoutSB3Error(f"--out: no folder {out.parent}")
+    check_env_id(env_id)
+    model_path, run_dir = resolve_model(path, env_id)
+    hyperparams = run_hyperparams(run_dir, env_id)
+    set_random_seed(seed)
+    env = make_env(env_id, hyperparams, seed=seed, env_kwargs={"render_mode": "rgb_array"})
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".record-") as tmp:
+        recorder = VecVideoRecorder(
+            env, tmp, record_video_trigger=lambda step: step == 0, video_length=10**9, name_prefix="game"
+        )
+        recorder.frames_per_sec = ATARI_FPS / _frame_skip(env)
+        scores: list[float] = []
+        try:
+            model = load_model(model_path, recorder, device)
+            model.exploration_rate = epsilon
+            vec_env = model.get_env()
+            obs = vec_env.reset()
+            while len(scores) < episodes:
+                action, _ = model.predict(obs, deterministic=epsilon == 0.0)
+                obs, _, _, infos = vec_env.step(action)
+                for info in infos:
+                    if "episode" in info:
+                        scores.append(float(info["episode"]["r"]))
+                        print(f"game {len(scores)}: score {scores[-1]:g}")
+        finally:
+            recorder.close()  # writes the video
+        (video,) = Path(tmp).glob("*.mp4")
+        shutil.move(video, out)
+    return scores
+
+
+def _frame_skip(env: VecEnv) -> int:
+    """:return: emulator frames per agent step (SB3's MaxAndSkipEnv, inside AtariWrapper), 1 without one"""
+    try:
+        return int(env.get_attr("_skip")[0])
+    except AttributeError:
+        return 1
