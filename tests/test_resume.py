@@ -184,3 +184,22 @@ def test_same_seed_gives_identical_csv_rows_apart_from_time(tmp_path):
         rows.append([[v for i, v in enumerate(r) if i not in (5, 8)] for r in body])  # not Frame Rate, Training Time
     assert len(rows[0]) >= 3
     assert rows[0] == rows[1]
+
+
+def test_a_non_finite_loss_through_the_cli_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+    config = small_run_config(tmp_path, save_freq_episodes=1)
+    text = config.read_text().replace(
+        "- callbacks.NonFiniteLossCallback",
+        "- callbacks.NonFiniteLossCallback\n  - tests.test_stop_and_checkpoint.PoisonWeights:\n      step: 500",
+    )
+    config.write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--conf-file", str(config), "-f", "logs", "-n", "2000"]) == 2
+    err = capsys.readouterr().err.strip()
+    (run,) = run_folders(tmp_path / "logs")
+    last = latest_checkpoint(run)
+    assert len(err.splitlines()) == 1
+    assert err.startswith("breakout-sb3: error: non-finite loss (nan) at step ")
+    assert f"the last good checkpoint, {last.path.relative_to(tmp_path)}, is kept" in err
+    assert last.num_timesteps < 500
+    assert not (run / f"{ENV_ID}.zip").exists(), "no final model with NaN weights"
