@@ -9,8 +9,10 @@ from breakout_sb3 import ENV_ID
 from breakout_sb3.errors import BreakoutSB3Error
 
 TRAIN_HELP = """\
-breakout-sb3 train [--checkpoint-without-replay] [--keep-checkpoints K] [rl-zoo3 train flags]
+breakout-sb3 train [--fast] [--checkpoint-without-replay] [--keep-checkpoints K] [rl-zoo3 train flags]
 
+  --fast                       the fast configuration: FastDQN on ale-py's vector env, the YAML's
+                               BreakoutNoFrameskip-v4-fast entry (the recipe, run fast)
   --checkpoint-without-replay  checkpoints hold the model and callback state only (resume then refills the replay)
   --keep-checkpoints K         keep the K newest checkpoints (default: the YAML's keep_last, 2 in the recipe)
 
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         help="train with rl-zoo3 and hyperparams/dqn.yml; every rl-zoo3 train flag works (train -h lists them)",
     )
+    train.add_argument("--fast", action="store_true")
     train.add_argument("--checkpoint-without-replay", action="store_true")
     train.add_argument("--keep-checkpoints", type=int, metavar="K")
 
@@ -101,7 +104,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         if args.keep_checkpoints is not None and args.keep_checkpoints < 1:
             raise BreakoutSB3Error(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
         options = CheckpointOptions(replay_buffer=not args.checkpoint_without_replay, keep_last=args.keep_checkpoints)
-        train(rest, options)
+        train(rest, options, fast=args.fast)
     elif args.command == "resume":
         from breakout_sb3.experiment import resume
 

@@ -28,6 +28,8 @@ ZOO_KEYS: dict[str, tuple[type, ...]] = {
     "noise_type": (str,),
     "noise_std": (int, float),
 }
+# Keys breakout-sb3's ExperimentManager consumes (hyperparams/dqn.yml's fast entry).
+BREAKOUT_SB3_KEYS: dict[str, tuple[str, ...]] = {"vec_env": ("sb3", "ale")}
 # Constructor arguments rl-zoo3 passes from its command line: in the YAML they would be passed twice.
 ZOO_COMMAND_LINE_KEYS = {
     "seed": "--seed",
@@ -85,9 +87,14 @@ def check_hyperparams(hyperparams: dict[str, Any], algo_class: type, where: str)
 
     Constructor arguments are checked against the type annotations of ``algo_class.__init__``.
     """
-    parameters = inspect.signature(algo_class.__init__).parameters
+    parameters = constructor_parameters(algo_class)
     known = set(parameters) - {"self", "env", "_init_setup_model"}
     for key, value in hyperparams.items():
+        if key in BREAKOUT_SB3_KEYS:
+            if value not in BREAKOUT_SB3_KEYS[key]:
+                choices = ", ".join(BREAKOUT_SB3_KEYS[key])
+                raise BreakoutSB3Error(f"{where}: '{key}' must be one of {choices}, got {value!r}")
+            continue
         if key in ZOO_COMMAND_LINE_KEYS:
             raise BreakoutSB3Error(
                 f"{where}: '{key}' cannot be a hyperparameter; rl-zoo3 takes it from {ZOO_COMMAND_LINE_KEYS[key]}"
@@ -106,6 +113,21 @@ def check_hyperparams(hyperparams: dict[str, Any], algo_class: type, where: str)
             value = tuple(value)
         if not _matches(value, annotation):
             raise BreakoutSB3Error(f"{where}: '{key}' must be {_describe(annotation)}, got {value!r}")
+
+
+def constructor_parameters(algo_class: type) -> dict[str, inspect.Parameter]:
+    """:return: the named parameters of ``algo_class.__init__``, with those its ``**kwargs`` passes to its bases"""
+    parameters: dict[str, inspect.Parameter] = {}
+    for cls in algo_class.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        own = inspect.signature(cls.__init__).parameters
+        for name, parameter in own.items():
+            if parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                parameters.setdefault(name, parameter)
+        if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in own.values()):
+            break
+    return parameters
 
 
 def _suggestion(key: str, known: set[str]) -> str:

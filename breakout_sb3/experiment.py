@@ -18,15 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import rl_zoo3.train
+from huggingface_sb3 import EnvironmentName
 from rl_zoo3.exp_manager import ExperimentManager
-from rl_zoo3.utils import ALGOS
+from rl_zoo3.utils import ALGOS, get_class_by_name
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.utils import get_device
+from stable_baselines3.common.vec_env import VecEnv
 
 from breakout_sb3 import ENV_ID
 from breakout_sb3.config import check_hyperparams, default_config_path, hyperparams_for, read_config
 from breakout_sb3.env import check_env_id
 from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from callbacks._run_folder import RunFolderCallback
 from callbacks.checkpoint import (
     Checkpoint,
@@ -61,6 +65,12 @@ class CheckpointOptions:
     keep_last: int | None = None  # None: as the YAML says
 
 
+FAST_ALGO = "fast_dqn"
+FAST_ENTRY = f"{ENV_ID}-fast"
+# rl-zoo3 looks algorithms up in this table (its --algo choices); the fast configuration trains with FastDQN.
+ALGOS.setdefault(FAST_ALGO, FastDQN)
+
+
 @dataclass
 class ResumePlan:
     checkpoint: Checkpoint
@@ -77,7 +87,9 @@ class BreakoutExperimentManager(ExperimentManager):
       when the YAML has none) instead of model-only zips;
     - a model continued with ``-i`` keeps counting its steps, so its epsilon schedule continues;
     - SIGINT/SIGTERM finish the step, write a checkpoint and end the run cleanly;
-    - ``resume`` continues a run in its own folder from a checkpoint, with the callbacks' state and RNG restored.
+    - ``resume`` continues a run in its own folder from a checkpoint, with the callbacks' state and RNG restored;
+    - ``config_entry`` reads another entry of the YAML than the env id (the fast configuration's), whose
+      ``vec_env: ale`` trains on ale-py's vector env and whose ``replay_buffer_class`` may be an import path.
     """
 
     def __init__(
@@ -86,21 +98,49 @@ class BreakoutExperimentManager(ExperimentManager):
         train_argv: list[str],
         checkpoint_options: CheckpointOptions,
         resume: ResumePlan | None = None,
+        config_entry: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.train_argv = train_argv
         self.checkpoint_options = checkpoint_options
         self.resume = resume
+        self.config_entry = config_entry
+        self.vec_env_kind = "sb3"
         if resume is not None:
             self.save_path = str(resume.run_dir)
             self.params_path = f"{self.save_path}/{self.env_name}"
 
+    def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.config_entry is None:
+            return super().read_hyperparameters()
+        env_name, self.env_name = self.env_name, EnvironmentName(self.config_entry)
+        try:
+            return super().read_hyperparameters()
+        finally:
+            self.env_name = env_name
+
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):
+        self.vec_env_kind = hyperparams.pop("vec_env", "sb3")
+        buffer_class = hyperparams.get("replay_buffer_class")
+        if isinstance(buffer_class, str) and "." in buffer_class:
+            hyperparams["replay_buffer_class"] = get_class_by_name(buffer_class)
+        if hyperparams.get("replay_buffer_class") is FrameStackReplayBuffer and get_device(self.device).type == "cuda":
+            # the replay on the GPU: sampling gathers there, without host copies
+            replay_kwargs = dict(hyperparams.get("replay_buffer_kwargs") or {})
+            replay_kwargs.setdefault("storage_device", "cuda")
+            hyperparams["replay_buffer_kwargs"] = replay_kwargs
         result = super()._preprocess_hyperparams(hyperparams)
         if self.resume is not None:
             self.monitor_kwargs = {**self.monitor_kwargs, "override_existing": False}  # append to 0.monitor.csv
         return result
+
+    def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
+        if self.vec_env_kind != "ale" or eval_env:
+            return super().create_envs(n_envs, eval_env, no_log)
+        # AtariWrapper's defaults (frame skip 4, 30 no-ops), and its frame limit counted in agent steps
+        max_frames = self.env_kwargs.get("max_episode_steps")
+        return AleVecEnv(n_envs=n_envs, seed=self.seed, max_episode_steps=max_frames // 4 if max_frames else None)
 
     def create_callbacks(self) -> None:
         save_freq = self.save_freq  # in env steps, before rl-zoo3 divides it by n_envs
@@ -133,7 +173,12 @@ class BreakoutExperimentManager(ExperimentManager):
             snapshot = Path(self.params_path) / "hyperparams.yml"
             shutil.copyfile(conf, snapshot)
             argv += ["--conf-file", str(snapshot.resolve())]
-        resume = {"format": 1, "argv": argv, "checkpoint_options": dataclasses.asdict(self.checkpoint_options)}
+        resume = {
+            "format": 1,
+            "argv": argv,
+            "config_entry": self.config_entry,
+            "checkpoint_options": dataclasses.asdict(self.checkpoint_options),
+        }
         (Path(self.save_path) / RESUME_FILE).write_text(json.dumps(resume, indent=2) + "\n")
 
     def setup_experiment(self) -> tuple[BaseAlgorithm, dict[str, Any]] | None:
@@ -248,7 +293,7 @@ def checkpoint_on_signals(checkpoint: EpisodeCheckpointCallback) -> Iterator[lis
             signal.signal(sig, handler)
 
 
-def check_train_args(argv: list[str]) -> None:
+def check_train_args(argv: list[str], config_entry: str | None = None) -> None:
     """Check what rl-zoo3 would only discover with a traceback: the env id, the YAML, -params, -i."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--algo", default="dqn")
@@ -264,7 +309,7 @@ def check_train_args(argv: list[str]) -> None:
     overrides = parse_zoo_params(args.hyperparams)
     conf = args.conf_file or str(default_config_path())
     if conf.endswith((".yml", ".yaml")):
-        hyperparams = hyperparams_for(read_config(conf), args.env, conf)
+        hyperparams = hyperparams_for(read_config(conf), config_entry or args.env, conf)
         check_hyperparams(hyperparams, ALGOS[args.algo], conf)
         check_hyperparams(overrides, ALGOS[args.algo], "-params")
     if args.trained_agent:
@@ -329,20 +374,30 @@ def _zoo_train_with(manager: Any, argv: list[str]) -> Iterator[None]:
         rl_zoo3.train.ExperimentManager, sys.argv = saved
 
 
-def run_zoo_train(argv: list[str], checkpoint_options: CheckpointOptions, resume: ResumePlan | None = None) -> None:
+def run_zoo_train(
+    argv: list[str],
+    checkpoint_options: CheckpointOptions,
+    resume: ResumePlan | None = None,
+    config_entry: str | None = None,
+) -> None:
     manager = functools.partial(
-        BreakoutExperimentManager, train_argv=argv, checkpoint_options=checkpoint_options, resume=resume
+        BreakoutExperimentManager,
+        train_argv=argv,
+        checkpoint_options=checkpoint_options,
+        resume=resume,
+        config_entry=config_entry,
     )
     with _zoo_train_with(manager, ["breakout-sb3", *argv]):
         rl_zoo3.train.train()
 
 
-def train(argv: list[str], checkpoint_options: CheckpointOptions | None = None) -> None:
-    """``breakout-sb3 train``: rl-zoo3's ``train`` with the recipe's defaults."""
-    args = default_train_args() + argv
+def train(argv: list[str], checkpoint_options: CheckpointOptions | None = None, fast: bool = False) -> None:
+    """``breakout-sb3 train``: rl-zoo3's ``train`` with the recipe's defaults, or with its fast configuration."""
+    args = default_train_args() + (["--algo", FAST_ALGO] if fast else []) + argv
+    config_entry = FAST_ENTRY if fast else None
     if not {"-h", "--help"} & set(argv):
-        check_train_args(args)
-    run_zoo_train(args, checkpoint_options or CheckpointOptions())
+        check_train_args(args, config_entry)
+    run_zoo_train(args, checkpoint_options or CheckpointOptions(), config_entry=config_entry)
 
 
 def resume(run_dir: str | Path, n_timesteps: int | None = None, refill_steps: int = 50_000) -> None:
@@ -368,4 +423,4 @@ def resume(run_dir: str | Path, n_timesteps: int | None = None, refill_steps: in
     )
     argv = [*saved["argv"], "-i", str(checkpoint.model_path), "-n", str(n_timesteps)]
     options = CheckpointOptions(**saved["checkpoint_options"])
-    run_zoo_train(argv, options, ResumePlan(checkpoint, run_dir, refill_steps))
+    run_zoo_train(argv, options, ResumePlan(checkpoint, run_dir, refill_steps), saved.get("config_entry"))

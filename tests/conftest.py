@@ -25,14 +25,20 @@ def recipe() -> dict[str, Any]:
     return yaml.safe_load(default_config_path().read_text())[ENV_ID]
 
 
-def write_config(folder: Path, callbacks: list | None = None, **overrides: Any) -> Path:
-    """A copy of hyperparams/dqn.yml with test-sized overrides (never a change of the recipe itself)."""
+def write_config(folder: Path, callbacks: list | None = None, fast: dict | None = None, **overrides: Any) -> Path:
+    """
+    A copy of hyperparams/dqn.yml with test-sized overrides (never a change of the recipe itself); with ``fast``,
+    also a fast entry: these keys over the same hyperparameters.
+    """
     hyperparams = recipe()
     hyperparams.update(overrides)
     if callbacks is not None:
         hyperparams["callback"] = callbacks
+    config = {ENV_ID: hyperparams}
+    if fast is not None:
+        config[f"{ENV_ID}-fast"] = {**hyperparams, **fast}
     path = folder / "dqn_test.yml"
-    path.write_text(yaml.safe_dump({ENV_ID: hyperparams}, sort_keys=False))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 

@@ -25,6 +25,7 @@ steps, while SB3's ``TimeLimit`` counts emulator frames, including the no-ops an
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -72,7 +73,8 @@ class AleVecEnv(VecEnv):
     :param noop_max: Up to this many no-op frames after a game reset (0: none)
     :param frame_skip: Emulator frames per agent step; the last two are max-pooled
     :param max_episode_steps: Agent steps after which a game is cut (None: no limit)
-    :param num_threads: C++ worker threads (None: ``min(n_envs, CPU count)``)
+    :param num_threads: C++ worker threads (None: ``min(n_envs, CPU count - 1)``, at least 1: the learner's own
+        thread needs a core; on 2 cores, 1 worker thread doubled the training speed of 2)
     """
 
     def __init__(
@@ -93,7 +95,7 @@ class AleVecEnv(VecEnv):
         self.venv = AtariVectorEnv(
             game,
             n_envs,
-            num_threads=num_threads or 0,
+            num_threads=num_threads or min(n_envs, max(1, (os.cpu_count() or 1) - 1)),
             max_num_frames_per_episode=_NO_FRAME_LIMIT,
             repeat_action_probability=0.0,
             full_action_space=True,

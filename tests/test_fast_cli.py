@@ -1,0 +1,79 @@
+"""The fast configuration through the CLI: train --fast, resume, evaluate, and its statistics beside vanilla's."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from stable_baselines3 import DQN
+
+from breakout_sb3 import ENV_ID
+from breakout_sb3.fast import FrameStackReplayBuffer
+from callbacks import TwoPhaseEpsilonSchedule, latest_checkpoint
+from tests.conftest import run_cli, write_config
+
+FAST_PARAMS = ["-params", "buffer_size:3000", "n_envs:4", "gradient_steps:1"]  # the recipe's ratio with 4 envs
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))[1:]
+
+
+def fast_runs(log_folder):
+    return sorted((log_folder / "fast_dqn").glob(f"{ENV_ID}_*"))
+
+
+def test_train_fast_resume_and_evaluate(tmp_path):
+    result = run_cli("train", "--fast", "-n", "1200", "--save-freq", "400", "-f", "logs", *FAST_PARAMS, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = fast_runs(tmp_path / "logs")
+    model = DQN.load(run / f"{ENV_ID}.zip", device="cpu")  # plain DQN opens a FastDQN zip
+    assert model.num_timesteps == 1200
+    assert model.n_envs == 4 and model.replay_buffer_class is FrameStackReplayBuffer
+    # one gradient step per vector step of 4 envs once the replay holds more than 32 transitions
+    assert model._n_updates == (1200 - 36) // 4 + 1
+    checkpoint = latest_checkpoint(run)
+    assert checkpoint.num_timesteps == 1200 and checkpoint.has_replay_buffer
+
+    result = run_cli("resume", str(run), "-n", "400", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert DQN.load(run / f"{ENV_ID}.zip", device="cpu").num_timesteps == 1600
+
+    result = run_cli("evaluate", str(run), "--episodes", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 games of BreakoutNoFrameskip-v4" in result.stdout
+
+
+def test_fast_csv_follows_vanillas_statistics(tmp_path):
+    """A test-sized check that the fast configuration's CSV has vanilla's statistics for the same schedule."""
+    epsilon = {"random_steps": 500, "first_decay_steps": 2_000, "second_decay_steps": 2_000}
+    conf = write_config(
+        tmp_path,
+        callbacks=[{"callbacks.TwoPhaseEpsilonCallback": epsilon}, "callbacks.CSVStatsCallback"],
+        fast={"vec_env": "ale", "n_envs": 4, "train_freq": 1, "gradient_steps": 1},
+    )
+    common = ["--conf-file", str(conf), "-n", "4000", "-params", "buffer_size:3000"]
+    for name, extra in (("vanilla", []), ("fast", ["--fast"])):
+        result = run_cli("train", *extra, *common, "-f", name, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    (vanilla_run,) = (tmp_path / "vanilla" / "dqn").glob(f"{ENV_ID}_*")
+    (fast_run,) = fast_runs(tmp_path / "fast")
+    schedule = TwoPhaseEpsilonSchedule(**epsilon)
+    stats = {}
+    for name, run, n_envs in (("vanilla", vanilla_run, 1), ("fast", fast_run, 4)):
+        rows = read_rows(run / "training_stats.csv")
+        frames = np.array([int(r[4]) for r in rows])
+        assert len(rows) >= 8
+        for row in rows:
+            # the epsilon of the step before the game's last: within one vector step of the schedule
+            allowed = {round(schedule.value(int(row[4]) - k), 6) for k in range(1, n_envs + 1)}
+            assert round(float(row[2]), 6) in allowed
+            assert abs(int(row[6]) - (int(row[4]) - 36) / 4) <= n_envs  # one update per 4 agent steps
+        # agent steps per game: all envs' steps over all games (the last, unfinished game of each env aside)
+        stats[name] = (np.mean([float(r[1]) for r in rows]), frames[-1] / len(rows))
+    (vanilla_score, vanilla_length), (fast_score, fast_length) = stats["vanilla"], stats["fast"]
+    # mostly random play at this length: ~1.4 points and ~180 agent steps per game in both
+    assert fast_score == pytest.approx(vanilla_score, abs=1.2)
+    assert fast_length == pytest.approx(vanilla_length, rel=0.35)
