@@ -70,7 +70,6 @@ def yaml_callbacks(hyperparams: dict[str, Any], log_dir: Path) -> list[BaseCallb
 
 
 def build(config: str, device: str, seed: int) -> tuple[Any, Any, dict[str, Any]]:
-    import torch as th
 
     hyperparams = yaml.safe_load((REPO / "hyperparams" / "dqn.yml").read_text())
     hyperparams = hyperparams[ENV_ID if config == "recipe" else f"{ENV_ID}-fast"]
@@ -89,8 +88,6 @@ def build(config: str, device: str, seed: int) -> tuple[Any, Any, dict[str, Any]
     else:
         from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 
-        if device == "cpu":
-            th.set_num_threads(1)  # ale-py's threads need the cores
         frame_skip = 4
         env = AleVecEnv(
             n_envs=hyperparams["n_envs"],

@@ -135,12 +135,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (under 3 minutes on 2 CPU cores)")
     parser.add_argument("--steps", type=int, help="timed agent steps per configuration")
     parser.add_argument("--warmup", type=int, help="agent steps before timing")
-    parser.add_argument("--n-envs", type=int, help="envs of the fast configuration (default: 16 on cuda, 8 on cpu)")
-    parser.add_argument(
-        "--fast-threads",
-        type=int,
-        help="torch threads of the fast configuration (default: 1 on cpu, where ale-py's threads need the cores)",
-    )
+    parser.add_argument("--n-envs", type=int, help="envs of the fast configuration (default: 16, as the YAML)")
+    parser.add_argument("--fast-threads", type=int, default=0, help="torch threads of the fast configuration")
     args = parser.parse_args()
     on_cpu = args.device == "cpu"
     if args.quick:
@@ -149,8 +145,7 @@ def main() -> None:
         defaults = (5_000, 20_000) if on_cpu else (20_000, 100_000)
     args.warmup = args.warmup or defaults[0]
     args.steps = args.steps or defaults[1]
-    n_envs = args.n_envs or (8 if on_cpu else 16)
-    fast_threads = args.fast_threads if args.fast_threads is not None else (1 if on_cpu else 0)
+    n_envs = args.n_envs or 16
 
     import ale_py
     import stable_baselines3
@@ -160,7 +155,7 @@ def main() -> None:
     if not on_cpu:
         print(f"GPU: {torch.cuda.get_device_name()}")
     print(f"warm-up {args.warmup} agent steps, then {args.steps} timed agent steps each; epsilon {BENCH_EPSILON}")
-    results = [measure("vanilla", args, 1, 0), measure("fast", args, n_envs, fast_threads)]
+    results = [measure("vanilla", args, 1, 0), measure("fast", args, n_envs, args.fast_threads)]
     header = f"{'config':8} {'device':6} {'envs':>4} {'thr':>3} {'steps/s':>9} {'grad/s':>8} {'B/transition':>12}"
     print(header + f" {'peak RSS MB':>11}")
     for r in results:
