@@ -110,34 +110,24 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
 
         resume(args.run, n_timesteps=args.n_timesteps, refill_steps=args.refill_steps)
     elif args.command == "evaluate":
-        from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON, evaluate
+        from breakout_sb3.evaluate import evaluate
 
-        result = evaluate(
-            args.model,
-            env_id=args.env,
-            episodes=args.episodes,
-            seed=args.seed,
-            epsilon=DEFAULT_EVAL_EPSILON if args.epsilon is None else args.epsilon,
-            device=args.device,
-            json_path=args.json,
-        )
-        print(result.summary())
+        print(evaluate(args.model, **_model_arguments(args), json_path=args.json).summary())
     elif args.command == "record":
-        from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
         from breakout_sb3.record import record
 
-        scores = record(
-            args.model,
-            env_id=args.env,
-            out=args.out,
-            episodes=args.episodes,
-            seed=args.seed,
-            epsilon=DEFAULT_EVAL_EPSILON if args.epsilon is None else args.epsilon,
-            device=args.device,
-        )
+        scores = record(args.model, **_model_arguments(args), out=args.out)
         print(f"{args.out}: {len(scores)} games, scores {', '.join(f'{s:g}' for s in scores)}")
     elif args.command == "plot":
         from breakout_sb3.plot import plot
 
         print(plot(args.runs, out=args.out, threshold=args.threshold))
     return 0
+
+
+def _model_arguments(args: argparse.Namespace) -> dict:
+    """The arguments ``evaluate`` and ``record`` share."""
+    from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
+
+    epsilon = DEFAULT_EVAL_EPSILON if args.epsilon is None else args.epsilon
+    return dict(env_id=args.env, episodes=args.episodes, seed=args.seed, epsilon=epsilon, device=args.device)

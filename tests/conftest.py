@@ -47,8 +47,8 @@ def breakout_env(n_envs: int = 1, seed: int = 42, monitor_dir: str | None = None
     return VecFrameStack(make_atari_env(ENV_ID, n_envs=n_envs, seed=seed, monitor_dir=monitor_dir), 4)
 
 
-def small_breakout_dqn(env=None, **kwargs: Any) -> DQN:
-    """The recipe's DQN with a test-sized replay buffer."""
+def recipe_kwargs(**overrides: Any) -> dict[str, Any]:
+    """The recipe's DQN arguments (hyperparams/dqn.yml) with a test-sized replay buffer, on the CPU."""
     params = dict(
         learning_rate=0.00025,
         buffer_size=2_000,
@@ -56,13 +56,20 @@ def small_breakout_dqn(env=None, **kwargs: Any) -> DQN:
         batch_size=32,
         gamma=0.99,
         train_freq=4,
+        gradient_steps=1,
         target_update_interval=10_000,
         max_grad_norm=1.0,
+        policy_kwargs=dict(optimizer_kwargs=dict(eps=1e-7)),
         seed=42,
         device="cpu",
     )
-    params.update(kwargs)
-    return DQN("CnnPolicy", env if env is not None else breakout_env(), **params)
+    params.update(overrides)
+    return params
+
+
+def small_breakout_dqn(env=None, **overrides: Any) -> DQN:
+    """The recipe's DQN with a test-sized replay buffer."""
+    return DQN("CnnPolicy", env if env is not None else breakout_env(), **recipe_kwargs(**overrides))
 
 
 def run_cli(*args: str, cwd: Path, module: str = "breakout_sb3", timeout: float = 300) -> subprocess.CompletedProcess:

@@ -98,7 +98,7 @@ def test_yaml_and_cli_defaults_are_the_recipe():
     assert atari["stable_baselines3.common.atari_wrappers.AtariWrapper"] == {
         "noop_max": 30, "frame_skip": 4, "screen_size": 84, "terminal_on_life_loss": True, "clip_reward": True,
     }  # fmt: skip
-    callbacks = {next(iter(c)): next(iter(c.values())) for c in hyperparams["callback"]}
+    callbacks = dict(next(iter(c.items())) if isinstance(c, dict) else (c, {}) for c in hyperparams["callback"])
     assert callbacks["callbacks.TwoPhaseEpsilonCallback"] == {
         "initial_eps": 1.0, "middle_eps": 0.1, "final_eps": 0.01,
         "random_steps": 50_000, "first_decay_steps": 1_000_000, "second_decay_steps": 24_000_000,
@@ -106,6 +106,20 @@ def test_yaml_and_cli_defaults_are_the_recipe():
     assert callbacks["callbacks.StopTrainingOnRunningScore"]["threshold"] == 40
     assert callbacks["callbacks.StopTrainingOnRunningScore"]["window"] == 100
     assert callbacks["callbacks.EpisodeCheckpointCallback"]["save_freq_episodes"] == 100
+    assert "callbacks.NonFiniteLossCallback" in callbacks
+
+
+def test_fast_entry_is_the_recipe_at_the_recipes_replay_ratio():
+    config = yaml.safe_load((REPO / "hyperparams" / "dqn.yml").read_text())
+    recipe, fast = config[ENV_ID], config[f"{ENV_ID}-fast"]
+    speed_keys = {"vec_env", "n_envs", "train_freq", "gradient_steps", "replay_buffer_class"}
+    assert set(fast) - set(recipe) <= speed_keys
+    assert {key: value for key, value in fast.items() if key not in speed_keys} == {
+        key: value for key, value in recipe.items() if key not in speed_keys
+    }
+    # gradient steps x batch per agent step: the recipe's one batch of 32 every 4 steps
+    ratio = fast["gradient_steps"] * fast["batch_size"] / (fast["train_freq"] * fast["n_envs"])
+    assert ratio == recipe["gradient_steps"] * recipe["batch_size"] / recipe["train_freq"] == 8
 
 
 def test_the_recipe_network_and_optimizer(trained_run):

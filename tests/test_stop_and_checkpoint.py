@@ -135,8 +135,8 @@ def test_keeps_the_last_k_and_checkpoints_every_n_steps(tmp_path):
     assert not newest.has_replay_buffer and not (newest.path / "replay_buffer.pkl").exists()
 
 
-class FailSaveAfter(BaseCallback):
-    """Makes model.save fail half-way through from the given step on (a full disk)."""
+class AtStep(BaseCallback):
+    """Does something to the model once, at the given step (a test's injected fault)."""
 
     def __init__(self, step: int):
         super().__init__()
@@ -144,13 +144,22 @@ class FailSaveAfter(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.num_timesteps == self.step:
-
-            def save(path, *args, **kwargs):
-                path.write(b"half a zip")
-                raise OSError(28, "No space left on device")
-
-            self.model.save = save
+            self.act(self.model)
         return True
+
+    def act(self, model) -> None:
+        raise NotImplementedError
+
+
+class FailSaveAfter(AtStep):
+    """Makes model.save fail half-way through from the given step on (a full disk)."""
+
+    def act(self, model) -> None:
+        def save(path, *args, **kwargs):
+            path.write(b"half a zip")
+            raise OSError(28, "No space left on device")
+
+        model.save = save
 
 
 def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_intact(tmp_path):
@@ -178,18 +187,12 @@ def test_an_unwritable_log_folder_is_a_clear_error(tmp_path):
     env.close()
 
 
-class PoisonWeights(BaseCallback):
+class PoisonWeights(AtStep):
     """Injects a NaN into the online network's first layer at the given step."""
 
-    def __init__(self, step: int):
-        super().__init__()
-        self.step = step
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps == self.step:
-            with th.no_grad():
-                self.model.q_net.features_extractor.cnn[0].weight[0, 0, 0, 0] = float("nan")
-        return True
+    def act(self, model) -> None:
+        with th.no_grad():
+            model.q_net.features_extractor.cnn[0].weight[0, 0, 0, 0] = float("nan")
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_no_checkpoint_is_written(tmp_path):
