@@ -213,6 +213,12 @@ class EpisodeCheckpointCallback(RunFolderCallback):
     def stopped_on_request(self) -> bool:
         return self._stopping
 
+    def _init_callback(self) -> None:
+        super()._init_callback()
+        # What a crash left half-written: never a checkpoint (they are renamed into place only when complete).
+        for leftover in checkpoint_dir(self.log_dir).glob(".step_*.tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
     def _on_training_start(self) -> None:
         self._last_saved_step = max(self._last_saved_step, self.model.num_timesteps)
 

@@ -177,6 +177,19 @@ def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_intact(tmp_path
     assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_half_written_checkpoint_left_by_a_crash_is_cleared_and_ignored(tmp_path):
+    torn = tmp_path / "checkpoints" / ".step_0000000004.tmp"
+    torn.mkdir(parents=True)
+    (torn / "model.zip").write_bytes(b"half")
+    assert latest_checkpoint(tmp_path) is None
+    env = breakout_env()
+    model = small_breakout_dqn(env)
+    model.learn(8, callback=EpisodeCheckpointCallback(save_freq_steps=4, log_dir=str(tmp_path)))
+    env.close()
+    assert not torn.exists()
+    assert latest_checkpoint(tmp_path).num_timesteps == 8
+
+
 def test_an_unwritable_log_folder_is_a_clear_error(tmp_path):
     (tmp_path / "checkpoints").write_text("a file where the checkpoints folder should be")
     env = breakout_env()
