@@ -27,6 +27,7 @@ def test_wheel_ships_the_whole_file_and_an_install_finds_it(tmp_path):
         assert archive.read("breakout_sb3/hyperparams/dqn.yml") == (REPO / "hyperparams" / "dqn.yml").read_bytes()
         names = archive.namelist()
     assert "callbacks/__init__.py" in names and "breakout_sb3/cli.py" in names
+    assert "breakout_sb3/fast/dqn.py" in names and "breakout_sb3/fast/replay.py" in names
 
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
