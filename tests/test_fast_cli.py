@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import pickle
 
 import numpy as np
 import pytest
@@ -31,11 +32,14 @@ def test_train_fast_resume_and_evaluate(tmp_path):
     (run,) = fast_runs(tmp_path / "logs")
     model = DQN.load(run / f"{ENV_ID}.zip", device="cpu")  # plain DQN opens a FastDQN zip
     assert model.num_timesteps == 1200
-    assert model.n_envs == 4 and model.replay_buffer_class is FrameStackReplayBuffer
+    assert model.n_envs == 4
     # one gradient step per vector step of 4 envs once the replay holds more than 32 transitions
     assert model._n_updates == (1200 - 36) // 4 + 1
     checkpoint = latest_checkpoint(run)
     assert checkpoint.num_timesteps == 1200 and checkpoint.has_replay_buffer
+    with open(checkpoint.path / "replay_buffer.pkl", "rb") as f:
+        replay = pickle.load(f)
+    assert isinstance(replay, FrameStackReplayBuffer) and replay.size() * 4 == 1200
 
     result = run_cli("resume", str(run), "-n", "400", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

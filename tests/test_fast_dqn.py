@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -95,6 +97,16 @@ def test_fast_configuration_trains_and_saves_a_plain_dqn_zip(tmp_path):
     assert_same_weights(model, loaded)
     obs = np.zeros((1, 4, 84, 84), dtype=np.uint8)
     assert loaded.predict(obs, deterministic=True)[0].shape == (1,)
+
+    # where breakout-sb3 cannot be imported at all
+    code = (
+        "import sys; sys.modules['breakout_sb3'] = None; sys.modules['callbacks'] = None\n"
+        "from stable_baselines3 import DQN\n"
+        f"print(DQN.load({str(tmp_path / 'fast.zip')!r}, device='cpu').num_timesteps)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "600"
 
 
 def test_rejects_what_it_cannot_pipeline():

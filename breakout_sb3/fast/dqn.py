@@ -66,7 +66,9 @@ class FastDQN(DQN):
         self._graph = None
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), *self._RUNTIME_ATTRS]
+        # Nor the replay buffer's class, which would tie the zip to this package: plain DQN.load opens it anywhere
+        # (rl-zoo3 and `breakout-sb3 resume` pass the class again from the YAML).
+        return [*super()._excluded_save_params(), *self._RUNTIME_ATTRS, "replay_buffer_class", "replay_buffer_kwargs"]
 
     # --- acting -----------------------------------------------------------------------------------------------------
 
