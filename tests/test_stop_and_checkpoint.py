@@ -162,18 +162,27 @@ class FailSaveAfter(AtStep):
         model.save = save
 
 
-def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_intact(tmp_path):
+def saved_zips(folder) -> dict[str, bytes]:
+    return {p.name: (p / "model.zip").read_bytes() for p in find_checkpoints(folder)}
+
+
+def checkpointed_model(folder):
+    """300 steps of the recipe's DQN with a checkpoint after every game, all kept."""
     env = breakout_env()
     model = small_breakout_dqn(env)
-    checkpoint = EpisodeCheckpointCallback(save_freq_episodes=1, keep_last=None, log_dir=str(tmp_path))
+    checkpoint = EpisodeCheckpointCallback(save_freq_episodes=1, keep_last=None, log_dir=str(folder))
     model.learn(300, callback=checkpoint)
-    before = {p.name: (p / "model.zip").read_bytes() for p in find_checkpoints(tmp_path)}
-    assert before
+    assert saved_zips(folder)
+    return env, model, checkpoint
+
+
+def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_intact(tmp_path):
+    env, model, checkpoint = checkpointed_model(tmp_path)
+    before = saved_zips(tmp_path)
     with pytest.raises(CheckpointError, match="No space left on device"):
         model.learn(2_000, callback=[checkpoint, FailSaveAfter(model.num_timesteps + 1)], reset_num_timesteps=False)
     env.close()
-    after = {p.name: (p / "model.zip").read_bytes() for p in find_checkpoints(tmp_path)}
-    assert after == before
+    assert saved_zips(tmp_path) == before
     assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")] == []
 
 
@@ -209,11 +218,8 @@ class PoisonWeights(AtStep):
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_no_checkpoint_is_written(tmp_path):
-    env = breakout_env()
-    model = small_breakout_dqn(env)
-    checkpoint = EpisodeCheckpointCallback(save_freq_episodes=1, keep_last=None, log_dir=str(tmp_path))
-    model.learn(300, callback=checkpoint)
-    good = {p.name: (p / "model.zip").read_bytes() for p in find_checkpoints(tmp_path)}
+    env, model, checkpoint = checkpointed_model(tmp_path)
+    good = saved_zips(tmp_path)
     poison_step = model.num_timesteps + 2
     with pytest.raises(NonFiniteTrainingError, match=r"non-finite loss \(nan\) at step (\d+)") as error:
         model.learn(
@@ -224,7 +230,7 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_no_checkpoint_is_w
     env.close()
     step = int(error.value.args[0].split("at step ")[1].split(",")[0])
     assert poison_step < step <= poison_step + 8
-    assert {p.name: (p / "model.zip").read_bytes() for p in find_checkpoints(tmp_path)} == good
+    assert saved_zips(tmp_path) == good
 
 
 def test_a_model_with_a_non_finite_weight_is_never_checkpointed(tmp_path):
