@@ -168,10 +168,9 @@ class BreakoutExperimentManager(ExperimentManager):
             return  # the run's config, args and resume.json stay those of the run
         super()._save_config(saved_hyperparams)
         argv = _absolute_paths(self.train_argv)
-        conf = _flag_value(argv, ("-conf", "--conf-file"))
-        if conf is not None and conf.endswith((".yml", ".yaml")):
+        if self.config.endswith((".yml", ".yaml")):  # the conf file rl-zoo3 read
             snapshot = Path(self.params_path) / "hyperparams.yml"
-            shutil.copyfile(conf, snapshot)
+            shutil.copyfile(self.config, snapshot)
             argv += ["--conf-file", str(snapshot.resolve())]
         resume = {
             "format": 1,
@@ -336,16 +335,6 @@ def check_model_zip(path: Path) -> None:
         raise BreakoutSB3Error(f"model not found: {path}")
     if not zipfile.is_zipfile(path):
         raise BreakoutSB3Error(f"{path} is not a model zip (corrupt or another kind of file)")
-
-
-def _flag_value(argv: list[str], flags: tuple[str, ...]) -> str | None:
-    """:return: the value of the last occurrence of any of ``flags`` (argparse's rule), or None"""
-    value = None
-    for i, arg in enumerate(argv):
-        name, sep, inline = arg.partition("=")
-        if name in flags:
-            value = inline if sep else (argv[i + 1] if i + 1 < len(argv) else None)
-    return value
 
 
 def _absolute_paths(argv: list[str]) -> list[str]:

@@ -10,6 +10,14 @@ from typing import BinaryIO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 
+def write_synced(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on ``path`` opened for binary writing, then flush the file to disk."""
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """
     Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it onto ``path``.
@@ -19,10 +27,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        write_synced(tmp, write)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

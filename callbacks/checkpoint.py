@@ -20,6 +20,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
 
+from callbacks._atomic import write_synced
 from callbacks._episodes import EpisodeScores, EpisodeStats
 from callbacks._run_folder import RunFolderCallback
 from callbacks.nonfinite import NonFiniteTrainingError, first_non_finite_parameter
@@ -209,10 +210,6 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         """Write a checkpoint at the next consistent point, then stop training (e.g. from a signal handler)."""
         self._stop_requested = True
 
-    @property
-    def stopped_on_request(self) -> bool:
-        return self._stopping
-
     def _init_callback(self) -> None:
         super()._init_callback()
         # What a crash left half-written: never a checkpoint (they are renamed into place only when complete).
@@ -282,10 +279,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         files[RNG_FILE] = lambda f: pickle.dump(self._rng_state(), f)
         sizes = {}
         for name, write in files.items():
-            with open(folder / name, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
+            write_synced(folder / name, write)
             sizes[name] = (folder / name).stat().st_size
         callbacks = self.locals.get("callback", self)
         state = {
@@ -297,10 +291,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
             "files": sizes,
             "callbacks": {key: cb.state_dict() for key, cb in stateful_callbacks(callbacks)},
         }
-        with open(folder / STATE_FILE, "w") as f:
-            json.dump(state, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
+        write_synced(folder / STATE_FILE, lambda f: f.write(json.dumps(state, indent=2).encode()))
         _fsync_dir(folder)
 
     def _rng_state(self) -> dict[str, Any]:
