@@ -193,7 +193,7 @@ class BreakoutExperimentManager(ExperimentManager):
             if state is not None:
                 callback.load_state_dict(state)
         if not checkpoint.has_replay_buffer:
-            target = min(self.resume.refill_steps, model.buffer_size * model.n_envs)
+            target = refill_target(model, self.resume.refill_steps)
             print(f"The checkpoint has no replay buffer: refilling {target} transitions before training resumes")
             self.callbacks.append(ReplayRefillCallback(target))
 
@@ -226,6 +226,12 @@ class BreakoutExperimentManager(ExperimentManager):
                 f"{received[0]}: stopped at step {model.num_timesteps} after checkpoint {checkpoint.last_checkpoint}.\n"
                 f"Resume with: breakout-sb3 resume {self.save_path}"
             )
+
+
+def refill_target(model: BaseAlgorithm, refill_steps: int) -> int:
+    """:return: ``refill_steps``, or fewer if the replay buffer cannot hold that many transitions"""
+    replay = model.replay_buffer
+    return min(refill_steps, replay.buffer_size * replay.n_envs)  # SB3's buffer_size there is per env
 
 
 class ReplayRefillCallback(BaseCallback):

@@ -203,3 +203,14 @@ def test_a_non_finite_loss_through_the_cli_is_one_line_and_keeps_the_last_checkp
     assert f"the last good checkpoint, {last.path.relative_to(tmp_path)}, is kept" in err
     assert last.num_timesteps < 500
     assert not (run / f"{ENV_ID}.zip").exists(), "no final model with NaN weights"
+
+
+def test_refill_target_is_capped_by_what_the_replay_can_hold():
+    from breakout_sb3.experiment import refill_target
+    from tests.conftest import breakout_env, small_breakout_dqn
+
+    env = breakout_env(n_envs=4)
+    model = small_breakout_dqn(env, buffer_size=1_000)  # 250 slots for each of the 4 envs
+    assert refill_target(model, 50_000) == 1_000
+    assert refill_target(model, 400) == 400
+    env.close()
