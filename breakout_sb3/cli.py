@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     if args.command == "train":
-        from breakout_sb3.experiment import CheckpointOptions, train
+        from breakout_sb3.manager import CheckpointOptions
+        from breakout_sb3.train import train
 
         if {"-h", "--help"} & set(rest):
             print(TRAIN_HELP)
@@ -106,7 +107,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         options = CheckpointOptions(replay_buffer=not args.checkpoint_without_replay, keep_last=args.keep_checkpoints)
         train(rest, options, fast=args.fast)
     elif args.command == "resume":
-        from breakout_sb3.experiment import resume
+        from breakout_sb3.train import resume
 
         resume(args.run, n_timesteps=args.n_timesteps, refill_steps=args.refill_steps)
     elif args.command == "evaluate":

@@ -206,7 +206,7 @@ def test_a_non_finite_loss_through_the_cli_is_one_line_and_keeps_the_last_checkp
 
 
 def test_refill_target_is_capped_by_what_the_replay_can_hold():
-    from breakout_sb3.experiment import refill_target
+    from breakout_sb3.refill import refill_target
     from tests.conftest import breakout_env, small_breakout_dqn
 
     env = breakout_env(n_envs=4)

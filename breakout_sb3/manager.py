@@ -1,0 +1,207 @@
+"""rl-zoo3's ExperimentManager, changed where breakout-sb3 promises more."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huggingface_sb3 import EnvironmentName
+from rl_zoo3.exp_manager import ExperimentManager
+from rl_zoo3.utils import ALGOS, get_class_by_name
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+from stable_baselines3.common.utils import get_device
+from stable_baselines3.common.vec_env import VecEnv
+
+from breakout_sb3 import ENV_ID
+from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
+from breakout_sb3.refill import ReplayRefillCallback, refill_target
+from breakout_sb3.signals import checkpoint_on_signals
+from breakout_sb3.zoo_args import absolute_paths
+from callbacks._run_folder import RunFolderCallback
+from callbacks.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    EpisodeCheckpointCallback,
+    latest_checkpoint,
+    stateful_callbacks,
+)
+from callbacks.nonfinite import NonFiniteTrainingError
+
+RESUME_FILE = "resume.json"
+
+
+@dataclass
+class CheckpointOptions:
+    """breakout-sb3's own train flags, applied to the run's EpisodeCheckpointCallback."""
+
+    replay_buffer: bool = True
+    keep_last: int | None = None  # None: as the YAML says
+
+
+FAST_ALGO = "fast_dqn"
+FAST_ENTRY = f"{ENV_ID}-fast"
+# rl-zoo3 looks algorithms up in this table (its --algo choices); the fast configuration trains with FastDQN.
+ALGOS.setdefault(FAST_ALGO, FastDQN)
+
+
+@dataclass
+class ResumePlan:
+    checkpoint: Checkpoint
+    run_dir: Path
+    refill_steps: int
+
+
+class BreakoutExperimentManager(ExperimentManager):
+    """
+    rl-zoo3's ``ExperimentManager``, changed where breakout-sb3 promises more:
+
+    - the run-folder callbacks of the YAML write into the run folder;
+    - ``--save-freq`` writes complete checkpoints through the run's :class:`EpisodeCheckpointCallback` (one is added
+      when the YAML has none) instead of model-only zips;
+    - a model continued with ``-i`` keeps counting its steps, so its epsilon schedule continues;
+    - SIGINT/SIGTERM finish the step, write a checkpoint and end the run cleanly;
+    - ``resume`` continues a run in its own folder from a checkpoint, with the callbacks' state and RNG restored;
+    - ``config_entry`` reads another entry of the YAML than the env id (the fast configuration's), whose
+      ``vec_env: ale`` trains on ale-py's vector env and whose ``replay_buffer_class`` may be an import path.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        train_argv: list[str],
+        checkpoint_options: CheckpointOptions,
+        resume: ResumePlan | None = None,
+        config_entry: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.train_argv = train_argv
+        self.checkpoint_options = checkpoint_options
+        self.resume = resume
+        self.config_entry = config_entry
+        self.vec_env_kind = "sb3"
+        if resume is not None:
+            self.save_path = str(resume.run_dir)
+            self.params_path = f"{self.save_path}/{self.env_name}"
+
+    def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.config_entry is None:
+            return super().read_hyperparameters()
+        env_name, self.env_name = self.env_name, EnvironmentName(self.config_entry)
+        try:
+            return super().read_hyperparameters()
+        finally:
+            self.env_name = env_name
+
+    def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):
+        self.vec_env_kind = hyperparams.pop("vec_env", "sb3")
+        buffer_class = hyperparams.get("replay_buffer_class")
+        if isinstance(buffer_class, str) and "." in buffer_class:
+            hyperparams["replay_buffer_class"] = get_class_by_name(buffer_class)
+        if hyperparams.get("replay_buffer_class") is FrameStackReplayBuffer and get_device(self.device).type == "cuda":
+            # the replay on the GPU: sampling gathers there, without host copies
+            replay_kwargs = dict(hyperparams.get("replay_buffer_kwargs") or {})
+            replay_kwargs.setdefault("storage_device", "cuda")
+            hyperparams["replay_buffer_kwargs"] = replay_kwargs
+        result = super()._preprocess_hyperparams(hyperparams)
+        if self.resume is not None:
+            self.monitor_kwargs = {**self.monitor_kwargs, "override_existing": False}  # append to 0.monitor.csv
+        return result
+
+    def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
+        if self.vec_env_kind != "ale" or eval_env:
+            return super().create_envs(n_envs, eval_env, no_log)
+        # AtariWrapper's defaults (frame skip 4, 30 no-ops), and its frame limit counted in agent steps
+        max_frames = self.env_kwargs.get("max_episode_steps")
+        return AleVecEnv(n_envs=n_envs, seed=self.seed, max_episode_steps=max_frames // 4 if max_frames else None)
+
+    def create_callbacks(self) -> None:
+        save_freq = self.save_freq  # in env steps, before rl-zoo3 divides it by n_envs
+        super().create_callbacks()
+        self.callbacks = [cb for cb in self.callbacks if not isinstance(cb, CheckpointCallback)]
+        checkpoint = self.checkpoint_callback
+        if checkpoint is None:
+            checkpoint = EpisodeCheckpointCallback(save_freq_episodes=None)
+            self.callbacks.append(checkpoint)
+        if save_freq > 0:
+            checkpoint.save_freq_steps = save_freq
+        checkpoint.save_replay_buffer = checkpoint.save_replay_buffer and self.checkpoint_options.replay_buffer
+        if self.checkpoint_options.keep_last is not None:
+            checkpoint.keep_last = self.checkpoint_options.keep_last
+        for callback in self.callbacks:
+            if isinstance(callback, RunFolderCallback) and callback.log_dir is None:
+                callback.log_dir = self.save_path
+
+    @property
+    def checkpoint_callback(self) -> EpisodeCheckpointCallback | None:
+        return next((cb for cb in self.callbacks if isinstance(cb, EpisodeCheckpointCallback)), None)
+
+    def _save_config(self, saved_hyperparams: dict[str, Any]) -> None:
+        if self.resume is not None:
+            return  # the run's config, args and resume.json stay those of the run
+        super()._save_config(saved_hyperparams)
+        argv = absolute_paths(self.train_argv)
+        if self.config.endswith((".yml", ".yaml")):  # the conf file rl-zoo3 read
+            snapshot = Path(self.params_path) / "hyperparams.yml"
+            shutil.copyfile(self.config, snapshot)
+            argv += ["--conf-file", str(snapshot.resolve())]
+        resume = {
+            "format": 1,
+            "argv": argv,
+            "config_entry": self.config_entry,
+            "checkpoint_options": dataclasses.asdict(self.checkpoint_options),
+        }
+        (Path(self.save_path) / RESUME_FILE).write_text(json.dumps(resume, indent=2) + "\n")
+
+    def setup_experiment(self) -> tuple[BaseAlgorithm, dict[str, Any]] | None:
+        results = super().setup_experiment()
+        if self.resume is not None and results is not None:
+            self._restore(results[0])
+        return results
+
+    def _restore(self, model: BaseAlgorithm) -> None:
+        checkpoint = self.resume.checkpoint
+        for key, callback in stateful_callbacks(CallbackList(self.callbacks)):
+            state = checkpoint.callback_state(key)
+            if state is not None:
+                callback.load_state_dict(state)
+        if not checkpoint.has_replay_buffer:
+            target = refill_target(model, self.resume.refill_steps)
+            print(f"The checkpoint has no replay buffer: refilling {target} transitions before training resumes")
+            self.callbacks.append(ReplayRefillCallback(target))
+
+    def learn(self, model: BaseAlgorithm) -> None:
+        # rl-zoo3's learn(), with reset_num_timesteps=False for a continued model and checkpoint-on-signal.
+        kwargs: dict[str, Any] = {}
+        if self.log_interval > -1:
+            kwargs["log_interval"] = self.log_interval
+        elif self.log_interval < -1:
+            kwargs["log_interval"] = None
+        kwargs["callback"] = self.callbacks
+        if self.resume is not None:
+            self.resume.checkpoint.restore_rng(model)
+        checkpoint = self.checkpoint_callback
+        assert checkpoint is not None
+        try:
+            with checkpoint_on_signals(checkpoint) as received:
+                model.learn(self.n_timesteps, reset_num_timesteps=not self.continue_training, **kwargs)
+        except NonFiniteTrainingError as e:
+            last = latest_checkpoint(self.save_path)
+            kept = f"the last good checkpoint, {last.path}, is kept" if last else "no checkpoint was written"
+            raise BreakoutSB3Error(f"{e}; training stopped, {kept}") from None
+        except CheckpointError as e:
+            raise BreakoutSB3Error(f"{e}; training stopped, the previous checkpoints are kept") from None
+        finally:
+            assert model.env is not None
+            model.env.close()
+        if received:
+            print(
+                f"{received[0]}: stopped at step {model.num_timesteps} after checkpoint {checkpoint.last_checkpoint}.\n"
+                f"Resume with: breakout-sb3 resume {self.save_path}"
+            )
