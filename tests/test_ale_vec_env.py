@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import ale_py
 import cv2
 import numpy as np
@@ -78,8 +81,8 @@ def test_evaluate_policy_counts_games() -> None:
     """SB3's evaluate_policy sees the Monitor and scores whole games (all lives), not the learner's episodes."""
     env = AleVecEnv(n_envs=2, seed=0, max_episode_steps=1_000)
     scores, lengths = evaluate_policy(NoopPolicy(), env, n_eval_episodes=2, return_episode_rewards=True)
-    # a life lasts about 24 agent steps when the paddle stays put
-    assert scores == [0.0, 0.0] and all(5 * 20 < length < 5 * 30 for length in lengths)
+    # a life lasts about 24 agent steps (96 emulator frames) when the paddle stays put
+    assert scores == [0.0, 0.0] and all(4 * 5 * 20 < length < 4 * 5 * 30 for length in lengths)
     env.close()
 
 
@@ -219,7 +222,8 @@ def test_ball_served_after_every_life_loss() -> None:
         steps += 1
         if dones[0]:
             lives.append(infos[0]["lives"])
-    assert lives == [4, 3, 2, 1, 5] and infos[0]["episode"]["r"] == 0.0 and infos[0]["episode"]["l"] == steps
+    assert lives == [4, 3, 2, 1, 5] and infos[0]["episode"]["r"] == 0.0
+    assert infos[0]["episode"]["l"] == 4 * steps  # emulator frames, as Monitor under AtariWrapper counts them
     env.close()
 
 
@@ -234,7 +238,7 @@ def test_time_limit(max_episode_steps: int) -> None:
     obs, _, dones, infos = env.step(np.array([NOOP]))
     info = infos[0]
     assert dones[0] and info["TimeLimit.truncated"]
-    assert info["episode"]["l"] == max_episode_steps and info["episode"]["r"] == 0.0
+    assert info["episode"]["l"] == 4 * max_episode_steps and info["episode"]["r"] == 0.0
     assert info["lives"] == 5  # a new game
     np.testing.assert_array_equal(info["terminal_observation"][:3], before[0, 1:])
     assert not obs[0, :3].any() and obs[0, 3].any()
@@ -250,4 +254,75 @@ def test_time_limit(max_episode_steps: int) -> None:
     assert sb3_dones[0] and sb3_infos[0]["TimeLimit.truncated"]
     assert set(info) >= {"lives", "TimeLimit.truncated", "terminal_observation", "episode"}
     assert set(info["episode"]) == set(sb3_infos[0]["episode"]) == {"r", "l", "t"}
+    sb3.close()
+
+
+def read_monitor(path: str) -> list[dict[str, str]]:
+    """The rows of a Monitor file, as SB3's ``load_results`` reads them (it needs pandas)."""
+    with open(path) as f:
+        assert f.readline().startswith("#{")
+        return list(csv.DictReader(f))
+
+
+def test_monitor_file(tmp_path) -> None:
+    """Every finished game is a row of a file in SB3's Monitor format: a JSON header line, then r,l,t."""
+    path = str(tmp_path / "0.monitor.csv")
+    env = AleVecEnv(n_envs=2, seed=0, max_episode_steps=30, monitor_file=path)
+    env.reset()
+    episodes = []
+    for _ in range(70):  # each env's game is cut at 30 agent steps: 2 games each
+        _, _, _, infos = env.step(np.array([NOOP, LEFT]))
+        episodes += [info["episode"] for info in infos if "episode" in info]
+    env.close()
+    assert len(episodes) == 4
+    with open(path) as f:
+        first_line, header = f.readline(), f.readline()
+    assert json.loads(first_line[1:]) == {"t_start": env.t_start, "env_id": "BreakoutNoFrameskip-v4"}
+    assert header.strip() == "r,l,t"
+    rows = read_monitor(path)
+    assert [float(row["r"]) for row in rows] == [e["r"] for e in episodes]
+    assert [int(row["l"]) for row in rows] == [e["l"] for e in episodes] == [120] * 4
+    assert [float(row["t"]) for row in rows] == [e["t"] for e in episodes]
+
+    # appended to, with no second header; a name without the suffix gets SB3's ".monitor.csv"
+    env = AleVecEnv(n_envs=1, seed=1, max_episode_steps=30, monitor_file=path, monitor_append=True)
+    env.reset()
+    for _ in range(30):
+        env.step(np.array([NOOP]))
+    env.close()
+    assert len(read_monitor(path)) == 5
+    with open(path) as f:
+        assert sum(line.startswith("#") for line in f) == 1
+    env = AleVecEnv(n_envs=1, seed=1, monitor_file=str(tmp_path / "other"), monitor_append=True)
+    env.close()
+    assert (tmp_path / "other.monitor.csv").read_text().splitlines()[1] == "r,l,t"  # a new file has its header
+
+
+def test_any_game_pong() -> None:
+    """
+    Pong (no lives, six actions) against SB3's stack: the same points at the same steps, and the same pixels but at
+    moving edges over a coloured background: ale-py max-pools the two last frames in grayscale, SB3's MaxAndSkipEnv
+    in RGB (for Breakout, whose objects move over black, the two are equal). The two drift apart after about 900
+    steps (a point scored 2 steps later), so the first 600 are compared.
+    """
+    env = AleVecEnv(game="pong", n_envs=1, seed=0, noop_max=0, max_episode_steps=2_000)
+    assert env.env_id == "PongNoFrameskip-v4" and env.action_space == spaces.Discrete(6)
+    assert env.get_action_meanings() == ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+    sb3 = VecFrameStack(make_atari_env("PongNoFrameskip-v4", n_envs=1, seed=0, wrapper_kwargs=dict(noop_max=0)), 4)
+    sb3.reset()
+    env.reset()
+    for action in (NOOP, RIGHT):  # SB3's FireResetEnv presses FIRE, then RIGHT
+        env.step(np.array([action]))
+    rng = np.random.default_rng(0)
+    points, differing = 0, []
+    for step in range(1, 600):
+        action = rng.integers(6, size=1)
+        sb3_obs, sb3_reward, sb3_done, _ = sb3.step(action)
+        obs, reward, done, _ = env.step(action)
+        assert reward[0] == sb3_reward[0] and done[0] == sb3_done[0], step
+        differing.append(np.count_nonzero(obs[0, -1] != sb3_obs[0, :, :, -1]))
+        points += int(reward[0] != 0)
+    assert points >= 10  # points were played, each one scored by one side
+    assert max(differing) < 0.02 * 84 * 84 and np.mean(differing) < 0.005 * 84 * 84
+    env.close()
     sb3.close()

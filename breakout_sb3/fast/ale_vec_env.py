@@ -5,7 +5,9 @@ What the C++ side does (ale-py 0.12.1, ``src/ale/vector/preprocessed_env.cpp``),
 
 - frame skip with max-pooling of the last two frames, grayscale (ALE's palette, equal to ``cv2.COLOR_RGB2GRAY``),
   ``cv2.resize(..., INTER_AREA)`` to 84x84 and a frame stack that is zeroed at a game reset: used as is, the
-  observations are the same as SB3's, pixel for pixel, on the same emulator state.
+  observations are the same as SB3's, pixel for pixel, on the same emulator state, in Breakout. (The C++ side
+  max-pools grayscale frames, SB3's ``MaxAndSkipEnv`` RGB ones: the same where objects move over black, as in
+  Breakout; in other games a few pixels at moving edges differ, e.g. 16 of 7,056 per frame on average in Pong.)
 - ``episodic_life=True`` would restart the whole GAME on a life loss, so it stays off: life losses are found here
   from ``info["lives"]``, and the frames of the previous life are masked out of the stack, as ``VecFrameStack``
   zeroes its stack after every done.
@@ -20,7 +22,12 @@ What the C++ side does (ale-py 0.12.1, ``src/ale/vector/preprocessed_env.cpp``),
 So what remains different from SB3's stack: a life (and a game) starts 12 (8) emulator frames earlier, before the
 ball is served, and the agent's first action of it serves the ball; its first stacked frame is the frame that ended
 the previous life. There are ``U{0..noop_max}`` reset no-ops, not ``U{1..noop_max}``. The step limit counts agent
-steps, while SB3's ``TimeLimit`` counts emulator frames, including the no-ops and the unseen steps.
+steps, while SB3's ``TimeLimit`` counts emulator frames, including the no-ops and the unseen steps. A game's length
+``info["episode"]["l"]`` counts emulator frames, as ``Monitor`` under ``AtariWrapper`` does, but only those of the
+agent's steps (agent steps x ``frame_skip``): ``Monitor`` also counts the reset no-ops and the unseen steps.
+
+Any ALE game works (``game="pong"``, ``"ms_pacman"``, ...); the FIRE handling applies to games whose minimal action
+set has FIRE, as ``AtariWrapper`` adds its ``FireResetEnv`` only for those.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from ale_py import roms
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium import spaces
 from stable_baselines3.common.atari_wrappers import AtariWrapper
-from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 # The C++ env's own frame limit, set so high that it never ends a game: ours counts agent steps instead.
@@ -63,9 +70,9 @@ class AleVecEnv(VecEnv):
     - a done on every life loss, at game over and when the game reaches ``max_episode_steps`` agent steps
       (``info["TimeLimit.truncated"]`` then True); rewards clipped to their sign;
     - ``info["terminal_observation"]`` on every done, ``info["lives"]`` always;
-    - ``info["episode"] = {"r": raw game score, "l": agent steps of the game, "t": seconds since creation}`` at the
-      step that ends a whole game (all lives), as ``Monitor`` writes it (but ``Monitor`` under ``AtariWrapper``
-      counts emulator frames in "l").
+    - ``info["episode"] = {"r": raw game score, "l": emulator frames of the game, "t": seconds since creation}`` at
+      the step that ends a whole game (all lives), as ``Monitor`` writes it ("l" is agent steps x ``frame_skip``);
+      with ``monitor_file``, the same row in a file of SB3's ``Monitor`` format (``load_results`` reads it).
 
     :param game: ROM name in snake case, e.g. ``"breakout"``
     :param n_envs: Number of games
@@ -75,6 +82,9 @@ class AleVecEnv(VecEnv):
     :param max_episode_steps: Agent steps after which a game is cut (None: no limit)
     :param num_threads: C++ worker threads (None: ``min(n_envs, CPU count - 1)``, at least 1: the learner's own
         thread needs a core; on 2 cores, 1 worker thread doubled the training speed of 2)
+    :param monitor_file: where to record every finished game, as SB3's ``Monitor`` does (its ``filename``:
+        ``".monitor.csv"`` is appended unless the name ends with ``"monitor.csv"``); None: no file
+    :param monitor_append: append to an existing ``monitor_file`` instead of overwriting it (no second header)
     """
 
     def __init__(
@@ -86,6 +96,8 @@ class AleVecEnv(VecEnv):
         frame_skip: int = 4,
         max_episode_steps: int | None = 10_000,
         num_threads: int | None = None,
+        monitor_file: str | None = None,
+        monitor_append: bool = False,
     ) -> None:
         self.game = game
         self.noop_max = noop_max
@@ -135,8 +147,20 @@ class AleVecEnv(VecEnv):
         self._game_score = np.zeros(n_envs, dtype=np.float64)
         self._waiting = False
         self.t_start = time.time()
+        self.results_writer: ResultsWriter | None = None
+        if monitor_file is not None:
+            path = monitor_file if monitor_file.endswith(Monitor.EXT) else f"{monitor_file}.{Monitor.EXT}"
+            # A header only in a new file: SB3's ResultsWriter writes none when appending
+            append = monitor_append and os.path.isfile(path) and os.path.getsize(path) > 0
+            header = {"t_start": self.t_start, "env_id": self.env_id}
+            self.results_writer = ResultsWriter(path, header=header, override_existing=not append)
         if seed is not None:
             self.seed(seed)
+
+    @property
+    def env_id(self) -> str:
+        """:return: the gymnasium id of the game's raw env, e.g. ``"BreakoutNoFrameskip-v4"``"""
+        return "".join(part.capitalize() for part in self.game.split("_")) + "NoFrameskip-v4"
 
     def get_action_meanings(self) -> list[str]:
         """:return: the names of the actions, as ``AtariEnv.get_action_meanings()``"""
@@ -197,11 +221,14 @@ class AleVecEnv(VecEnv):
         for i in np.flatnonzero(dones):
             infos[i]["terminal_observation"] = final_obs[i].copy() if game_over[i] else obs[i].copy()
             if game_over[i] or time_limit[i]:
-                infos[i]["episode"] = {
+                episode = {
                     "r": float(self._game_score[i]),
-                    "l": int(self._game_steps[i]),
+                    "l": int(self._game_steps[i]) * self.frame_skip,
                     "t": round(time.time() - self.t_start, 6),
                 }
+                infos[i]["episode"] = episode
+                if self.results_writer is not None:
+                    self.results_writer.write_row(episode)
                 self._game_score[i] = 0.0
                 self._game_steps[i] = 0
         # The new life goes on from the frame that lost the last one: that frame alone in a zeroed stack.
@@ -228,6 +255,9 @@ class AleVecEnv(VecEnv):
             self.venv.recv()
             self._waiting = False
         self.venv.close()
+        if self.results_writer is not None:
+            self.results_writer.close()
+            self.results_writer = None
 
     def _indices(self, indices: VecEnvIndices) -> Sequence[int]:
         if indices is None:
