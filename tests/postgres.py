@@ -1,0 +1,107 @@
+"""
+A real PostgreSQL server for the tests, started in a temporary folder and reachable only on a unix socket there.
+
+It needs PostgreSQL's server programs (``initdb``, ``pg_ctl``): on Debian under ``/usr/lib/postgresql/<version>/bin``
+(``apt-get install postgresql``; ``.ci/run`` installs them). Without them the tests that use it fail, they are not
+skipped. ``initdb`` refuses to run as root: as root, the server runs as the ``postgres`` user Debian's package creates.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+SERVER_USER = "postgres"
+
+
+@dataclass
+class PostgresServer:
+    """A running server: its unix socket folder, and the database URL of any of its databases."""
+
+    socket_dir: Path
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
+
+    def create_database(self) -> str:
+        """:return: the URL of a new, empty database"""
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        connection = psycopg2.connect(host=str(self.socket_dir), user="postgres", dbname="postgres")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
+        return self.url(name)
+
+
+def server_programs() -> Path:
+    """:return: the folder of ``initdb`` and ``pg_ctl`` (the newest Debian version, else the PATH's)"""
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if versions:
+        return Path(versions[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb is not None and shutil.which("pg_ctl") is not None:
+        return Path(initdb).parent
+    pytest.fail(
+        "PostgreSQL's server programs (initdb, pg_ctl) are missing: install them (Debian: apt-get install "
+        "postgresql; .ci/run does it)",
+        pytrace=False,
+    )
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    try:
+        pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        pytest.fail(f"initdb refuses root and there is no '{SERVER_USER}' user to run it as", pytrace=False)
+    return ["runuser", "-u", SERVER_USER, "--", *command]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session, on a unix socket in a temporary folder, stopped at the end."""
+    programs = server_programs()
+    base = Path(tempfile.mkdtemp(prefix="breakout-sb3-pg-"))  # short: a socket path has at most 107 characters
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(SERVER_USER)
+        os.chown(base, user.pw_uid, user.pw_gid)
+    data = base / "data"
+
+    def run(program: str, *args: str) -> subprocess.CompletedProcess:
+        command = _as_server_user([str(programs / program), *args])
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    try:
+        result = run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
+        assert result.returncode == 0, f"initdb failed: {result.stderr}"
+        options = f"-k {base} -c listen_addresses='' -c fsync=off -c max_connections=50"
+        result = run("pg_ctl", "-D", str(data), "-l", str(base / "server.log"), "-o", options, "-w", "start")
+        assert result.returncode == 0, f"pg_ctl start failed: {result.stderr}\n{_read(base / 'server.log')}"
+        yield PostgresServer(base)
+    finally:
+        if (data / "postmaster.pid").exists():
+            run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new database of the session's server, for one test."""
+    return postgres_server.create_database()
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
