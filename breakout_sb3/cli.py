@@ -62,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("runs", nargs="+", help="run folders or training_stats.csv files (several: overlaid)")
     plot.add_argument("--out", default="curve.png", help="the PNG to write (default: curve.png)")
     plot.add_argument("--threshold", type=float, default=40.0, help="stop threshold line (default: 40)")
+
+    tune = commands.add_parser(
+        "tune",
+        add_help=False,
+        help="search hyperparameters, or sweep seeds, as one worker of an Optuna study (tune -h lists its flags)",
+    )
+    tune.add_argument("--fast", action="store_true")
+    tune.add_argument("--seeds", type=int, nargs="+", metavar="S")
+    tune.add_argument("--heartbeat-interval", type=int, default=20, metavar="S")
+    tune.add_argument("--grace-period", type=int, default=120, metavar="S")
+    tune.add_argument("--max-retry", type=int, default=3, metavar="N")
     return parser
 
 
@@ -83,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command != "train" and rest:
+    if args.command not in ("train", "tune") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return _run(args, rest)
@@ -123,6 +134,12 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         from breakout_sb3.plot import plot
 
         print(plot(args.runs, out=args.out, threshold=args.threshold))
+    elif args.command == "tune":
+        from breakout_sb3.tune import TuneOptions, tune
+        from breakout_sb3.tune_storage import Heartbeat
+
+        heartbeat = Heartbeat(args.heartbeat_interval, args.grace_period, args.max_retry)
+        tune(rest, fast=args.fast, options=TuneOptions(seeds=args.seeds, heartbeat=heartbeat))
     return 0
 
 

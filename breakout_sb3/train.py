@@ -54,8 +54,17 @@ def run_zoo_train(
         rl_zoo3.train.train()
 
 
+# rl-zoo3's flag for its hyperparameter optimization: `breakout-sb3 train -optimize` runs `breakout-sb3 tune`
+OPTIMIZE_FLAGS = {"-optimize", "--optimize-hyperparameters"}
+
+
 def train(argv: list[str], checkpoint_options: CheckpointOptions | None = None, fast: bool = False) -> None:
     """``breakout-sb3 train``: rl-zoo3's ``train`` with the recipe's defaults, or with its fast configuration."""
+    if OPTIMIZE_FLAGS & set(argv):  # rl-zoo3's hyperparameter optimization is `breakout-sb3 tune`
+        from breakout_sb3.tune import tune
+
+        tune([arg for arg in argv if arg not in OPTIMIZE_FLAGS], fast=fast)
+        return
     args = default_train_args() + (["--algo", FAST_ALGO] if fast else []) + argv
     config_entry = FAST_ENTRY if fast else None
     if not {"-h", "--help"} & set(argv):
