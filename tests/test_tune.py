@@ -237,3 +237,12 @@ def test_bad_tune_input_is_one_line(args, message, postgres_server, postgres_url
     assert err.startswith("breakout-sb3: error: ") and message in err, err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "logs" / "dqn").exists()
+
+
+def test_without_postgresql_the_tests_fail_rather_than_skip(monkeypatch):
+    from tests import postgres
+
+    monkeypatch.setattr(postgres.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(postgres.shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match="PostgreSQL's server programs"):
+        postgres.server_programs()
