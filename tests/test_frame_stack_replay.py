@@ -269,3 +269,144 @@ def test_dqn_trains_identically(tmp_path) -> None:
     actual.save_replay_buffer(tmp_path / "replay_buffer.pkl")
     actual.load_replay_buffer(tmp_path / "replay_buffer.pkl")
     assert_same_samples(sample(expected.replay_buffer, 1), sample(actual.replay_buffer, 1))
+
+
+class CollectedStream(SyntheticFrameStack):
+    """
+    The synthetic stream as ``OffPolicyAlgorithm`` collects it: ``new_obs`` holds the reset stacks of the envs that
+    are done (their last stacks are the terminal observations), and is the next step's ``obs``, the same array.
+    """
+
+    def collect(self) -> tuple[np.ndarray, ...]:
+        if self.rng.random() < 0.01:
+            self.obs = self.reset_stacks()  # a new array, as a new learn() resets the env
+        obs = self.obs
+        next_obs = np.concatenate((obs[:, self.frame_shape[0] :], self.frames()), axis=1)
+        dones = self.rng.random(self.n_envs) < 0.15
+        timeouts = dones & (self.rng.random(self.n_envs) < 0.3)
+        actions = self.rng.integers(0, 4, self.n_envs)
+        rewards = self.rng.standard_normal(self.n_envs)
+        new_obs = np.where(dones[:, None, None, None], self.reset_stacks(), next_obs)
+        self.obs = new_obs
+        terminal = {int(i): next_obs[i].copy() for i in np.flatnonzero(dones)}
+        return obs, new_obs, next_obs, actions, rewards, dones, terminal, timeouts
+
+
+def fill_both(
+    buffer_size: int, n_envs: int, n_stack: int, frame_shape: tuple[int, ...], steps: int, **kwargs: Any
+) -> tuple[ReplayBuffer, FrameStackReplayBuffer]:
+    """SB3's buffer fed with add(), ours with add_step(), the same collected stream."""
+    stream = CollectedStream(n_envs, n_stack, frame_shape, seed=buffer_size + steps)
+    args = (buffer_size, stream.observation_space, spaces.Discrete(4))
+    sb3 = ReplayBuffer(*args, device="cpu", n_envs=n_envs)
+    fast = FrameStackReplayBuffer(*args, device="cpu", n_envs=n_envs, n_stack=n_stack, **kwargs)
+    for _ in range(steps):
+        obs, new_obs, next_obs, actions, rewards, dones, terminal, timeouts = stream.collect()
+        sb3.add(obs, next_obs, actions, rewards, dones, [{"TimeLimit.truncated": t} for t in timeouts])
+        fast.add_step(obs, new_obs, actions, rewards, dones, terminal, timeouts)
+    return sb3, fast
+
+
+@pytest.mark.parametrize("storage_device", [None, "cpu"])
+def test_add_step_stores_what_add_stores(storage_device: str | None) -> None:
+    """add_step() (no copy of new_obs, no whole-stack comparisons) stores what SB3's add() stores."""
+    stream = CollectedStream(3, 4, (1, 3, 2), seed=5)
+    args = (60, stream.observation_space, spaces.Discrete(4))
+    sb3 = ReplayBuffer(*args, device="cpu", n_envs=3)
+    fast = FrameStackReplayBuffer(*args, device="cpu", n_envs=3, storage_device=storage_device)
+    for step in range(300):
+        obs, new_obs, next_obs, actions, rewards, dones, terminal, timeouts = stream.collect()
+        sb3.add(obs, next_obs, actions, rewards, dones, [{"TimeLimit.truncated": t} for t in timeouts])
+        fast.add_step(obs, new_obs, actions, rewards, dones, terminal, timeouts)
+        assert_same_samples(sample(sb3, step, 64), sample(fast, step, 64))
+    # A terminal observation that does not continue obs is refused, as add() refuses it
+    obs, new_obs, next_obs, actions, rewards, dones, terminal, timeouts = stream.collect()
+    terminal[1] = next_obs[1] + 1
+    with pytest.raises(ValueError, match="env 1 is not its obs shifted"):
+        fast.add_step(obs, new_obs, actions, rewards, np.array([False, True, False]), terminal, timeouts)
+
+
+@pytest.mark.parametrize("storage_device", [None, "cpu"])
+@pytest.mark.parametrize(("buffer_size", "steps"), [(40, 7), (40, 60)])  # partly filled; wrapped 6 times
+def test_samples_at_rebuilds_every_transition_as_sb3_stores_it(
+    storage_device: str | None, buffer_size: int, steps: int
+) -> None:
+    sb3, fast = fill_both(buffer_size, 4, 4, (1, 3, 2), steps, storage_device=storage_device)
+    upper = sb3.buffer_size if sb3.full else sb3.pos
+    slots, envs = (grid.ravel() for grid in np.meshgrid(np.arange(upper), np.arange(4), indexing="ij"))
+    got = fast.samples_at(slots, envs)
+    expected = [
+        sb3.observations[slots, envs],
+        sb3.actions[slots, envs],
+        sb3.next_observations[slots, envs],
+        (sb3.dones[slots, envs] * (1 - sb3.timeouts[slots, envs]))[:, None],
+        sb3.rewards[slots, envs][:, None],
+    ]
+    for name, want in zip(ReplayBufferSamples._fields, expected, strict=False):
+        np.testing.assert_array_equal(getattr(got, name).numpy(), want, err_msg=name)
+
+
+@pytest.mark.parametrize("storage_device", [None, "cpu"])
+@pytest.mark.parametrize(("buffer_size", "steps"), [(40, 7), (40, 60)])
+def test_drawn_indices_are_uniform_over_stored_transitions(
+    storage_device: str | None, buffer_size: int, steps: int
+) -> None:
+    """sample_batches draws each stored (slot, env) with the same probability, and nothing else (chi-square)."""
+    _, fast = fill_both(buffer_size, 4, 4, (1, 3, 2), steps, storage_device=storage_device)
+    np.random.seed(0)
+    th.manual_seed(0)
+    n = 1_000_000
+    slots, envs = (np.asarray(index) for index in fast._draw_indices(n))
+    upper = fast.buffer_size if fast.full else fast.pos
+    assert slots.min() >= 0 and slots.max() < upper and envs.min() >= 0 and envs.max() < 4
+    counts = np.bincount(slots * 4 + envs, minlength=upper * 4)
+    assert len(counts) == upper * 4 and counts.min() > 0
+    expected = n / (upper * 4)
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    dof = upper * 4 - 1
+    # 6 standard deviations of the statistic for a uniform draw; 5% too many draws in a single cell go beyond it
+    assert abs(chi2 - dof) < 6 * np.sqrt(2 * dof), (chi2, dof)
+
+
+@pytest.mark.parametrize("storage_device", [None, "cpu"])
+def test_sample_batches_never_returns_an_overwritten_transition(storage_device: str | None) -> None:
+    """Every sampled transition is one the buffer holds now (frames, action, reward, done), on a wrapped buffer."""
+    sb3, fast = fill_both(40, 4, 4, (1, 3, 2), 97, storage_device=storage_device)
+    dones = sb3.dones * (1 - sb3.timeouts)
+    held = {
+        (obs.tobytes(), next_obs.tobytes(), int(action[0]), float(reward), float(done))
+        for obs, next_obs, action, reward, done in zip(
+            *(array.reshape(-1, *array.shape[2:]) for array in (sb3.observations, sb3.next_observations)),
+            sb3.actions.reshape(-1, 1),
+            sb3.rewards.ravel(),
+            dones.ravel(),
+            strict=True,
+        )
+    }
+    for seed in range(20):
+        np.random.seed(seed)
+        th.manual_seed(seed)
+        batch = fast.sample_batches(4, 32)
+        assert batch.observations.shape == (128, 4, 3, 2) and batch.dones.shape == (128, 1)
+        for i in range(128):
+            transition = (
+                batch.observations[i].numpy().tobytes(),
+                batch.next_observations[i].numpy().tobytes(),
+                int(batch.actions[i, 0]),
+                float(batch.rewards[i, 0]),
+                float(batch.dones[i, 0]),
+            )
+            assert transition in held
+
+
+def test_unpickles_a_buffer_of_the_previous_format() -> None:
+    """Replay buffers pickled in earlier checkpoints (no zero row after the head-frame ring) still load."""
+    sb3, fast = fill_both(40, 4, 4, (1, 3, 2), 60)
+    state = fast.__getstate__()
+    state["_side_frames"] = state["_side_frames"][:-1]
+    for name in ("_side_capacity", "storage_version", "_last_new_obs", "_last_terminal", "_last_done"):
+        del state[name]
+    old = FrameStackReplayBuffer.__new__(FrameStackReplayBuffer)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    for seed in range(5):
+        assert_same_samples(sample(sb3, seed), sample(old, seed))

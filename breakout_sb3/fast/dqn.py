@@ -7,14 +7,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq, TrainFrequencyUnit
+from stable_baselines3.common.type_aliases import ReplayBufferSamples, RolloutReturn, TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.utils import should_collect_more_steps
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
+
+from breakout_sb3.fast.replay import FrameStackReplayBuffer
 
 
 class FastDQN(DQN):
@@ -30,13 +33,22 @@ class FastDQN(DQN):
       the replay as it was before that last env step, so the newest ``n_envs`` transitions become sampleable one
       update later than in SB3; the number of updates, their timing in steps and the policy used to act are
       SB3's (the next action is chosen after those updates).
+    - **One sample per vector step.** With a ``FrameStackReplayBuffer``, the ``gradient_steps x batch_size``
+      transitions of a vector step's updates are drawn at once, uniformly as SB3 draws them, and gathered at once
+      (``sample_batches``), on the GPU when the replay lives there. Other buffers are sampled as SB3 does.
     - **No per-update synchronisation.** The loss stays on the device (SB3 calls ``loss.item()`` per update); its
       mean over each ``train`` call is logged as ``train/loss`` when the logger writes it.
-    - **CUDA graphs** (``cuda_graph=True`` on a CUDA device): one update (loss, backward, clipping, Adam) is
-      captured once and replayed, so an update costs one launch instead of about a hundred. Adam is switched to its
-      ``capturable`` mode for this (same arithmetic, its step count kept on the GPU); zips are saved without it.
+    - **CUDA graphs** (``cuda_graph=True`` on a CUDA device): all of a vector step's updates (loss, backward,
+      clipping, Adam), and their sampling when the replay lives on that GPU, are captured once and replayed, so
+      they cost one launch instead of hundreds. Adam is switched to its ``capturable`` mode for this (same
+      arithmetic, its step count kept on the GPU); zips are saved without it.
     - **Per-env exploration.** SB3's ``DQN.predict`` draws one random number per call, so with many envs they all
       explore or all exploit together; here each env draws its own, as each would alone.
+    - **Python work per event, not per step.** The vector step's transitions go to a ``FrameStackReplayBuffer``
+      without copying the observations (``add_step``); SB3's episode bookkeeping (``ep_info_buffer``, episode
+      counts, log dumps) looks only at the envs that are done; actions are chosen without SB3's per-call
+      ``set_training_mode`` walk of the network. With several episode ends in one vector step, SB3 may dump its
+      logs several times in that step; here once.
 
     ``gradient_steps`` must be >= 1 and ``train_freq`` in steps. Keep the replay ratio of the recipe
     (``gradient_steps * batch_size / (train_freq * n_envs)`` = 32 / 4) when changing ``n_envs``.
@@ -46,13 +58,13 @@ class FastDQN(DQN):
     """
 
     # Not saved in the zip: rebuilt on demand.
-    _RUNTIME_ATTRS: ClassVar[tuple[str, ...]] = ("_graph", "_static", "_graph_lr", "_loss_sum", "_loss_count")
+    _RUNTIME_ATTRS: ClassVar[tuple[str, ...]] = ("_graph", "_static", "_graph_key", "_loss_sum", "_loss_count")
 
     def __init__(self, *args: Any, cuda_graph: bool = True, **kwargs: Any):
         self.cuda_graph = cuda_graph
         self._graph: th.cuda.CUDAGraph | None = None
         self._static: dict[str, th.Tensor] = {}
-        self._graph_lr: float | None = None
+        self._graph_key: tuple | None = None
         self._loss_sum: th.Tensor | None = None
         self._loss_count = 0
         super().__init__(*args, **kwargs)
@@ -79,16 +91,28 @@ class FastDQN(DQN):
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        action, state = self.policy.predict(observation, state, episode_start, deterministic)
+        space = self.observation_space
+        if isinstance(observation, np.ndarray) and observation.shape[1:] == space.shape and observation.ndim > 1:
+            # A batch of observations, as SB3's policy.predict takes it, without its per-call walk of the network
+            self._set_training_mode(False)
+            with th.no_grad():
+                action = self.policy._predict(th.as_tensor(observation, device=self.device), deterministic=True)
+            action = action.cpu().numpy().reshape((-1, *self.action_space.shape))
+        else:
+            action, state = self.policy.predict(observation, state, episode_start, deterministic)
         if deterministic or self.exploration_rate <= 0.0:
             return action, state
         if not self.policy.is_vectorized_observation(observation):
             if np.random.rand() < self.exploration_rate:
                 action = np.array(self.action_space.sample())
             return action, state
-        explore = np.random.rand(len(action)) < self.exploration_rate
-        for i in np.flatnonzero(explore):
-            action[i] = self.action_space.sample()
+        explore = np.flatnonzero(np.random.rand(len(action)) < self.exploration_rate)
+        if len(explore) and isinstance(self.action_space, spaces.Discrete):
+            space = self.action_space
+            action[explore] = space.start + space.np_random.integers(space.n, size=len(explore))
+        else:
+            for i in explore:
+                action[i] = self.action_space.sample()
         return action, state
 
     # --- collecting, with the updates launched while the envs step ----------------------------------------------------
@@ -126,12 +150,13 @@ class FastDQN(DQN):
             self._store_transition(replay_buffer, buffer_actions, new_obs, rewards, dones, infos)
             self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
             self._on_step()
-            for done in dones:
-                if done:
-                    num_collected_episodes += 1
-                    self._episode_num += 1
-                    if log_interval is not None and self._episode_num % log_interval == 0:
-                        self.dump_logs()
+            n_done = int(np.count_nonzero(dones))
+            if n_done:
+                episodes_before = self._episode_num
+                num_collected_episodes += n_done
+                self._episode_num += n_done
+                if log_interval is not None and self._episode_num // log_interval > episodes_before // log_interval:
+                    self.dump_logs()
         callback.on_rollout_end()
         return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, continue_training)
 
@@ -143,6 +168,44 @@ class FastDQN(DQN):
             self.logger.record("train/loss", float(self._loss_sum) / self._loss_count)
             self._loss_sum, self._loss_count = None, 0
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
+        # SB3's, looking only at the envs that are done: Monitor's "episode" and "is_success" come with a done
+        if dones is None:
+            super()._update_info_buffer(infos, dones)
+            return
+        assert self.ep_info_buffer is not None and self.ep_success_buffer is not None
+        for idx in np.flatnonzero(dones):
+            maybe_ep_info = infos[idx].get("episode")
+            maybe_is_success = infos[idx].get("is_success")
+            if maybe_ep_info is not None:
+                self.ep_info_buffer.extend([maybe_ep_info])
+            if maybe_is_success is not None:
+                self.ep_success_buffer.append(maybe_is_success)
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        # SB3's, but a FrameStackReplayBuffer takes new_obs and the terminal observations as they are (add_step)
+        # instead of a copy of new_obs with the terminal observations written in
+        if not isinstance(replay_buffer, FrameStackReplayBuffer) or self._vec_normalize_env is not None:
+            super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+            return
+        terminal_obs = {}
+        timeouts = np.zeros(len(dones), dtype=bool)
+        for idx in np.flatnonzero(dones):
+            if infos[idx].get("terminal_observation") is not None:
+                terminal_obs[int(idx)] = infos[idx]["terminal_observation"]
+            timeouts[idx] = infos[idx].get("TimeLimit.truncated", False)
+        self._last_original_obs = self._last_obs
+        replay_buffer.add_step(self._last_obs, new_obs, buffer_action, reward, dones, terminal_obs, timeouts)
+        self._last_obs = new_obs
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         # Saved without Adam's capturable mode, which a CPU cannot step: the zip is a plain DQN zip.
@@ -178,26 +241,45 @@ class FastDQN(DQN):
         self._update_learning_rate(self.policy.optimizer)
         use_graph = self.cuda_graph and self.device.type == "cuda"
         self._set_capturable(use_graph)
-        for _ in range(gradient_steps):
-            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            if use_graph:
-                try:
-                    loss = self._graph_update(data, batch_size)
-                except RuntimeError as e:  # a capture the driver or torch version refuses: train on, without graphs
-                    if self._graph is not None:
-                        raise
-                    warnings.warn(f"CUDA graph capture failed, updating without graphs: {e}", stacklevel=2)
-                    self.cuda_graph = use_graph = False
-                    self._set_capturable(False)
-                    loss = self._update(
-                        data.observations, data.actions, data.next_observations, data.rewards, data.dones
-                    )
-            else:
-                loss = self._update(data.observations, data.actions, data.next_observations, data.rewards, data.dones)
-            self._loss_sum = loss.detach().clone() if self._loss_sum is None else self._loss_sum + loss.detach()
-            self._loss_count += 1
+        batched = isinstance(self.replay_buffer, FrameStackReplayBuffer) and self._vec_normalize_env is None
+        if use_graph:
+            try:
+                loss_sum = self._graph_updates(gradient_steps, batch_size, batched)
+            except RuntimeError as e:  # a capture the driver or torch version refuses: train on, without graphs
+                if self._graph is not None:
+                    raise
+                warnings.warn(f"CUDA graph capture failed, updating without graphs: {e}", stacklevel=2)
+                self.cuda_graph = False
+                self._set_capturable(False)
+                loss_sum = self._updates(gradient_steps, batch_size, batched)
+        else:
+            loss_sum = self._updates(gradient_steps, batch_size, batched)
+        self._loss_sum = loss_sum.clone() if self._loss_sum is None else self._loss_sum + loss_sum
+        self._loss_count += gradient_steps
         self._n_updates += gradient_steps
         self._set_training_mode(False)
+
+    def _updates(
+        self, gradient_steps: int, batch_size: int, batched: bool, data: ReplayBufferSamples | None = None
+    ) -> th.Tensor:
+        """
+        ``gradient_steps`` updates, one after the other. The transitions: ``data`` if given, else with ``batched``
+        one draw of ``gradient_steps x batch_size`` from the replay (``sample_batches``), else one ``sample`` per
+        update, as SB3 samples. What a CUDA graph captures (then with ``batched`` and the replay on this GPU, or
+        ``data``). :return: the sum of their losses (on the device)
+        """
+        if data is None and batched:
+            data = self.replay_buffer.sample_batches(gradient_steps, batch_size)
+        loss_sum = None
+        for step in range(gradient_steps):
+            if data is None:
+                batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            else:
+                batch = ReplayBufferSamples(*(t[step * batch_size : (step + 1) * batch_size] for t in data[:5]))
+            loss = self._update(batch.observations, batch.actions, batch.next_observations, batch.rewards, batch.dones)
+            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+        assert loss_sum is not None
+        return loss_sum
 
     def _update(
         self,
@@ -219,43 +301,63 @@ class FastDQN(DQN):
         self.policy.optimizer.step()
         return loss
 
-    def _graph_update(self, data: Any, batch_size: int) -> th.Tensor:
+    def _graph_updates(self, gradient_steps: int, batch_size: int, batched: bool) -> th.Tensor:
+        """
+        ``_updates`` as one CUDA graph replay. When the replay samples on this GPU, the graph samples too;
+        otherwise the transitions are sampled on the host and copied into the graph's input tensors.
+        :return: the sum of the losses (a tensor the next replay overwrites)
+        """
+        replay = self.replay_buffer
+        in_graph = batched and getattr(replay, "_tensor_device", None) == self.device
         lr = self.policy.optimizer.param_groups[0]["lr"]
-        if self._graph is None or self._graph_lr != lr or self._static["observations"].shape[0] != batch_size:
-            self._capture(data, lr)
+        key = (gradient_steps, batch_size, lr, in_graph, getattr(replay, "storage_version", 0))
+        data = None
+        if not in_graph:
+            if batched:
+                data = replay.sample_batches(gradient_steps, batch_size)
+            else:
+                samples = [replay.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)]
+                data = ReplayBufferSamples(*(th.cat([s[i] for s in samples]) for i in range(5)))
+        if self._graph is None or self._graph_key != key:
+            self._capture(gradient_steps, batch_size, batched, data, key)
         static = self._static
-        for name in ("observations", "actions", "next_observations", "rewards", "dones"):
-            static[name].copy_(getattr(data, name), non_blocking=True)
+        if data is not None:
+            for name in ("observations", "actions", "next_observations", "rewards", "dones"):
+                static[name].copy_(getattr(data, name), non_blocking=True)
         assert self._graph is not None
         self._graph.replay()
-        return static["loss"]
+        return static["loss_sum"]
 
-    def _capture(self, data: Any, lr: float) -> None:
-        """Capture one update in a CUDA graph; the warm-up updates it needs leave weights and Adam unchanged."""
+    def _capture(
+        self, gradient_steps: int, batch_size: int, batched: bool, data: ReplayBufferSamples | None, key: tuple
+    ) -> None:
+        """Capture ``_updates`` in a CUDA graph; the warm-up updates it needs leave weights and Adam unchanged."""
         optimizer = self.policy.optimizer
-        static = {name: getattr(data, name).clone() for name in ("observations", "actions", "next_observations")}
-        static.update(rewards=data.rewards.clone(), dones=data.dones.clone())
+        static: dict[str, Any] = {}
+        inputs = None
+        if data is not None:
+            static = {name: getattr(data, name).clone() for name in ReplayBufferSamples._fields[:5]}
+            inputs = ReplayBufferSamples(*(static[name] for name in ReplayBufferSamples._fields[:5]), None)
         params = list(self.policy.parameters())
         saved_params = [p.detach().clone() for p in params]
         saved_state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
-        args = (static["observations"], static["actions"], static["next_observations"], static["rewards"])
         side = th.cuda.Stream()
         side.wait_stream(th.cuda.current_stream())
         with th.cuda.stream(side):
             for _ in range(3):
-                self._update(*args, static["dones"])
+                self._updates(gradient_steps, batch_size, batched, inputs)
         th.cuda.current_stream().wait_stream(side)
         graph = th.cuda.CUDAGraph()
         with th.cuda.graph(graph):
-            static["loss"] = self._update(*args, static["dones"])
+            static["loss_sum"] = self._updates(gradient_steps, batch_size, batched, inputs)
         with th.no_grad():
             for param, saved in zip(params, saved_params, strict=True):
                 param.copy_(saved)
             for param, state in optimizer.state.items():
                 before = saved_state.get(id(param))
-                for key, value in state.items():
-                    if before is not None and key in before:
-                        value.copy_(before[key])
+                for key_, value in state.items():
+                    if before is not None and key_ in before:
+                        value.copy_(before[key_])
                     elif th.is_tensor(value):
                         value.zero_()  # state Adam created during the warm-up: as if it had never stepped
-        self._graph, self._static, self._graph_lr = graph, static, lr
+        self._graph, self._static, self._graph_key = graph, static, key

@@ -50,7 +50,13 @@ class FrameStackReplayBuffer(ReplayBuffer):
 
     Observations are checked, not assumed: an ``obs`` that does not continue the previous ``next_obs`` is stored
     exactly as a new segment, and a ``next_obs`` that is not ``obs`` shifted by one frame plus a new frame (what
-    VecFrameStack gives, terminal observations included) raises a ``ValueError``.
+    VecFrameStack gives, terminal observations included) raises a ``ValueError``. ``add_step()`` is the same for
+    callers that hand over the env's step as ``OffPolicyAlgorithm`` receives it, and checks only what can differ.
+
+    ``sample_batches(n, batch_size)`` samples ``n`` batches at once, with one draw of indices and one gather: the
+    indices uniform over the stored transitions, as ``sample()`` draws them, but not the same numbers. With a
+    ``storage_device`` it runs there from start to end (random numbers included), without host synchronisation,
+    so that it can be captured in a CUDA graph.
 
     :param buffer_size: Max number of element in the buffer
     :param observation_space: Observation space: a ``Box`` of ``n_stack`` frames stacked on its first axis
@@ -62,13 +68,15 @@ class FrameStackReplayBuffer(ReplayBuffer):
         separately and treat the task as infinite horizon task, as SB3's ``ReplayBuffer``
     :param n_stack: Number of stacked frames; default: the size of the first axis (one channel per frame)
     :param storage_device: None to keep everything in numpy arrays in host memory; else a PyTorch device
-        ("cuda", "auto", "cpu") on which frames, actions, rewards, dones and timeouts are kept as tensors, so that
-        sampling gathers there: only the sampled indices (computed in numpy, a few kB) are copied to it. On a
-        CPU, the default numpy storage is faster; "cpu" runs the device code path there (for tests).
+        ("cuda", "auto", "cpu") on which frames, actions, rewards, dones, timeouts and the bookkeeping that sampling
+        reads are kept as tensors, so that sampling runs there. On a CPU, the default numpy storage is faster; "cpu"
+        runs the device code path there (for tests).
     """
 
-    # What lives on ``storage_device`` when one is given; the rest (bookkeeping, indices) stays in host memory
+    # What lives on ``storage_device`` when one is given; the rest (bookkeeping of add(), indices) stays on the host
     _STORAGE_ATTRS = ("_frames", "_side_frames", "actions", "rewards", "dones", "timeouts")
+    # Copies of host bookkeeping on the storage device, rebuilt from the host arrays when unpickled
+    _MIRROR_ATTRS = ("_meta_t", "_state_t", "_back_t")
 
     def __init__(
         self,
@@ -110,9 +118,12 @@ class FrameStackReplayBuffer(ReplayBuffer):
         self._ring = self.buffer_size + self.n_stack
         self._zero_row = self._ring * self.n_envs
         self._frames = self._zeros((self._zero_row + 1, *self.frame_shape), obs_dtype)
-        # Head frames of segments (see the class docstring), indexed by their absolute index % len(_side_frames)
-        initial_side = self.n_stack * self.n_envs + self.buffer_size * self.n_envs // 64
-        self._side_frames = self._zeros((initial_side, *self.frame_shape), obs_dtype)
+        # Head frames of segments (see the class docstring), indexed by their absolute index % _side_capacity;
+        # one more row, the last, stays zero
+        self._side_capacity = self.n_stack * self.n_envs + self.buffer_size * self.n_envs // 64
+        self._side_frames = self._zeros((self._side_capacity + 1, *self.frame_shape), obs_dtype)
+        # Changes whenever a storage tensor is reallocated (CUDA graphs that read the old one must be captured again)
+        self.storage_version = 0
         # Per transition: the number of transitions before it in its segment (at most n_stack), the number of
         # head frames of its segment and the absolute index of the newest one in _side_frames
         self._seg_len = np.zeros((self.buffer_size, self.n_envs), dtype=np.uint8)
@@ -130,13 +141,18 @@ class FrameStackReplayBuffer(ReplayBuffer):
 
         # Host-side state for add(): the number of adds since reset(), the number of head frames written, the
         # latter at the start of each step (to know which head frames are still in use), and each env's last
-        # next_obs with its (seg_len, head_len, side_ptr)
+        # next_obs (kept as the caller's new_obs and terminal observations after add_step(), copied after add())
+        # with its (seg_len, head_len, side_ptr) and whether it was done
         self._n_added = 0
         self._side_count = 0
         self._step_side_start = np.zeros(self._ring, dtype=np.int64)
-        self._last_next_frames = np.zeros((self.n_envs, self.n_stack, *self.frame_shape), dtype=obs_dtype)
+        self._last_next_frames: np.ndarray | None = None
+        self._last_new_obs: np.ndarray | None = None
+        self._last_terminal: dict[int, np.ndarray] = {}
         self._last_meta = np.zeros((self.n_envs, 3), dtype=np.int64)
+        self._last_done = np.zeros(self.n_envs, dtype=bool)
         self._has_last = np.zeros(self.n_envs, dtype=bool)
+        self._make_mirrors()
 
         if psutil is not None and self._tensor_device is None:
             total_memory_usage = self.nbytes_per_transition * self.buffer_size * self.n_envs
@@ -148,19 +164,40 @@ class FrameStackReplayBuffer(ReplayBuffer):
                     stacklevel=2,
                 )
 
+    def _make_mirrors(self) -> None:
+        """On a storage device: the bookkeeping that sampling reads, (seg_len, head_len, side_ptr) and state."""
+        if self._tensor_device is None:
+            self._meta_t = self._state_t = self._back_t = None
+            return
+        meta = np.stack([self._seg_len, self._head_len, self._side_ptr], axis=-1).astype(np.int64)
+        self._meta_t = th.as_tensor(meta, device=self._tensor_device)
+        self._state_t = th.zeros(2, dtype=th.int64, device=self._tensor_device)  # n_added, sampling upper bound
+        self._back_t = th.as_tensor(self._back, device=self._tensor_device)
+        self._write_state()
+
+    def _write_state(self) -> None:
+        if self._state_t is not None:
+            upper = self.buffer_size if self.full else self.pos
+            self._state_t.copy_(th.tensor([self._n_added, upper], dtype=th.int64), non_blocking=True)
+
     @property
     def nbytes_per_transition(self) -> float:
         """Bytes of all the arrays this buffer allocated (side ring and bookkeeping included) per transition."""
-        arrays = [getattr(self, name) for name in self._STORAGE_ATTRS]
+        arrays = [getattr(self, name) for name in (*self._STORAGE_ATTRS, *self._MIRROR_ATTRS)]
         arrays += [self._seg_len, self._head_len, self._side_ptr, self._back, self._step_side_start]
-        arrays += [self._last_next_frames, self._last_meta, self._has_last]
-        return sum(_nbytes(array) for array in arrays) / (self.buffer_size * self.n_envs)
+        arrays += [self._last_meta, self._last_done, self._has_last]
+        # The last next_obs: a reference to the caller's array after add_step(), a copy after add()
+        arrays.append(np.empty((self.n_envs, *self.obs_shape), dtype=self.observation_space.dtype))
+        return sum(_nbytes(array) for array in arrays if array is not None) / (self.buffer_size * self.n_envs)
 
     def reset(self) -> None:
         super().reset()
         self._n_added = 0
         self._side_count = 0
         self._has_last[:] = False
+        self._write_state()
+
+    # --- adding ---------------------------------------------------------------------------------------------------
 
     def add(
         self,
@@ -173,46 +210,127 @@ class FrameStackReplayBuffer(ReplayBuffer):
     ) -> None:
         obs_frames = self._split_frames(obs, "obs")
         next_frames = self._split_frames(next_obs, "next_obs")
-        shifted = (next_frames[:, :-1] == obs_frames[:, 1:]).reshape(self.n_envs, -1).all(axis=1)
+        self._check_shifted(obs_frames, next_frames, np.arange(self.n_envs))
+        # One comparison for all envs (a Python loop of array_equal cost ~1 ms per step with 16 envs)
+        last_next = self._previous_next_frames()
+        continues = self._has_last & (obs_frames == last_next).reshape(self.n_envs, -1).all(axis=1)
+        timeouts = [info.get("TimeLimit.truncated", False) for info in infos]
+        self._store(obs_frames, next_frames[:, -1], continues, action, reward, done, timeouts)
+        self._last_next_frames = next_frames.copy()
+        self._last_new_obs, self._last_terminal = None, {}
+
+    def add_step(
+        self,
+        obs: np.ndarray,
+        new_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        terminal_obs: dict[int, np.ndarray],
+        timeouts: np.ndarray,
+    ) -> None:
+        """
+        Store one vector step as ``OffPolicyAlgorithm`` receives it: what ``add(obs, next_obs, ...)`` stores, where
+        ``next_obs`` is ``new_obs`` with ``terminal_obs[i]`` for each env ``i`` that has one, without copying
+        ``new_obs`` or comparing whole stacks.
+
+        When ``obs`` is the ``new_obs`` of the previous ``add_step()`` (the same array, as ``_last_obs`` is), an
+        env's ``obs`` continues its previous ``next_obs`` exactly when that env was not done, and ``new_obs`` of an
+        env that is not done is its ``obs`` shifted by one frame plus a new frame (VecFrameStack's stacking): that
+        is trusted; the terminal observations are checked. Otherwise this falls back to the checked ``add()``.
+        The arrays passed must not be changed in place afterwards (SB3 does not).
+
+        :param obs: the observations the actions were chosen from
+        :param new_obs: the observations ``VecEnv.step`` returned
+        :param action: the actions
+        :param reward: the rewards
+        :param done: the dones
+        :param terminal_obs: env index -> ``info["terminal_observation"]``, for the envs that are done
+        :param timeouts: per env, ``info["TimeLimit.truncated"]``
+        """
+        new_frames = self._split_frames(new_obs, "new_obs")
+        if obs is not self._last_new_obs or not self._has_last.all():
+            next_obs = new_obs.copy()
+            for env_idx, terminal in terminal_obs.items():
+                next_obs[env_idx] = terminal
+            infos = [{"TimeLimit.truncated": bool(timeout)} for timeout in timeouts]
+            self.add(obs, next_obs, action, reward, done, infos)
+            self._last_new_obs, self._last_terminal = new_obs, terminal_obs
+            return
+        obs_frames = self._split_frames(obs, "obs")
+        newest = new_frames[:, -1]
+        if terminal_obs:
+            envs = np.fromiter(terminal_obs, dtype=np.int64, count=len(terminal_obs))
+            terminal = self._split_frames(np.stack([terminal_obs[i] for i in envs]), "terminal_observation", len(envs))
+            self._check_shifted(obs_frames[envs], terminal, envs)
+            newest = newest.copy()
+            newest[envs] = terminal[:, -1]
+        self._store(obs_frames, newest, ~self._last_done, action, reward, done, timeouts)
+        self._last_new_obs, self._last_terminal, self._last_next_frames = new_obs, terminal_obs, None
+
+    def _previous_next_frames(self) -> np.ndarray:
+        """:return: each env's last next_obs, split in frames (zeros before the first add)"""
+        if self._last_next_frames is None:
+            if self._last_new_obs is None:
+                shape = (self.n_envs, self.n_stack, *self.frame_shape)
+                self._last_next_frames = np.zeros(shape, dtype=self.observation_space.dtype)
+            else:
+                frames = self._split_frames(self._last_new_obs, "new_obs").copy()
+                for env_idx, terminal in self._last_terminal.items():
+                    frames[env_idx] = self._split_frames(terminal[None], "terminal_observation", 1)[0]
+                self._last_next_frames = frames
+        return self._last_next_frames
+
+    def _check_shifted(self, obs_frames: np.ndarray, next_frames: np.ndarray, envs: np.ndarray) -> None:
+        shifted = (next_frames[:, :-1] == obs_frames[:, 1:]).reshape(len(envs), -1).all(axis=1)
         if not shifted.all():
-            env_idx = int(np.argmin(shifted))
+            env_idx = int(envs[np.argmin(shifted)])
             raise ValueError(
                 f"next_obs of env {env_idx} is not its obs shifted by one frame plus a new frame, as "
                 "VecFrameStack stacks them on the first axis: FrameStackReplayBuffer cannot store it "
                 f"(observation shape {self.obs_shape}, n_stack={self.n_stack})"
             )
 
+    def _store(
+        self,
+        obs_frames: np.ndarray,
+        newest: np.ndarray,
+        continues: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        timeouts: Any,
+    ) -> None:
+        """Store one transition per env: ``newest`` is the newest frame of each next_obs."""
         meta = np.empty((self.n_envs, 3), dtype=np.int64)  # seg_len, head_len, side_ptr
-        heads = []
+        meta[:, 0] = np.minimum(self._last_meta[:, 0] + 1, self.n_stack)
+        meta[:, 1:] = self._last_meta[:, 1:]
         side_count = self._side_count
-        # One comparison for all envs (a Python loop of array_equal cost ~1 ms per step with 16 envs)
-        continues = self._has_last & (obs_frames == self._last_next_frames).reshape(self.n_envs, -1).all(axis=1)
-        for env_idx in range(self.n_envs):
-            if continues[env_idx]:
-                seg_len, head_len, side_ptr = self._last_meta[env_idx]
-                meta[env_idx] = (min(seg_len + 1, self.n_stack), head_len, side_ptr)
-            else:
-                # A new segment: keep the frames of obs after its zero padding
-                is_frame = obs_frames[env_idx].reshape(self.n_stack, -1).any(axis=1)
-                first = int(np.argmax(is_frame)) if is_frame.any() else self.n_stack
-                heads.append(obs_frames[env_idx, first:])
-                side_count += self.n_stack - first
-                meta[env_idx] = (0, self.n_stack - first, side_count - 1)
+        heads = []
+        for env_idx in np.flatnonzero(~continues):
+            # A new segment: keep the frames of obs after its zero padding
+            is_frame = obs_frames[env_idx].reshape(self.n_stack, -1).any(axis=1)
+            first = int(np.argmax(is_frame)) if is_frame.any() else self.n_stack
+            heads.append(obs_frames[env_idx, first:])
+            side_count += self.n_stack - first
+            meta[env_idx] = (0, self.n_stack - first, side_count - 1)
 
         self._reserve_side(side_count - self._side_count)
         if side_count > self._side_count:
-            new = np.arange(self._side_count, side_count) % len(self._side_frames)
+            new = np.arange(self._side_count, side_count) % self._side_capacity
             self._side_frames[self._to_storage(new)] = self._to_storage(np.concatenate(heads))
         self._step_side_start[self._n_added % self._ring] = self._side_count
         self._side_count = side_count
         row = (self._n_added % self._ring) * self.n_envs
-        self._frames[row : row + self.n_envs] = self._to_storage(next_frames[:, -1])
+        self._frames[row : row + self.n_envs] = self._to_storage(newest)
 
         self._seg_len[self.pos] = meta[:, 0]
         self._head_len[self.pos] = meta[:, 1]
         self._side_ptr[self.pos] = meta[:, 2]
-        self._last_next_frames[...] = next_frames
-        self._last_meta[...] = meta
+        if self._meta_t is not None:
+            self._meta_t[self.pos] = self._to_storage(meta)
+        self._last_meta = meta
+        self._last_done = np.asarray(done, dtype=bool).reshape(self.n_envs)
         self._has_last[:] = True
 
         # Reshape to handle multi-dim and discrete action spaces, see GH #970 #1392
@@ -221,7 +339,6 @@ class FrameStackReplayBuffer(ReplayBuffer):
         self.rewards[self.pos] = self._to_storage(np.asarray(reward, dtype=np.float32))
         self.dones[self.pos] = self._to_storage(np.asarray(done, dtype=np.float32))
         if self.handle_timeout_termination:
-            timeouts = [info.get("TimeLimit.truncated", False) for info in infos]
             self.timeouts[self.pos] = self._to_storage(np.asarray(timeouts, dtype=np.float32))
 
         self._n_added += 1
@@ -229,28 +346,30 @@ class FrameStackReplayBuffer(ReplayBuffer):
         if self.pos == self.buffer_size:
             self.full = True
             self.pos = 0
+        self._write_state()
+
+    # --- sampling -------------------------------------------------------------------------------------------------
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
         # Sample randomly the env idx, as ReplayBuffer._get_samples does
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        # All indices are computed here, in host memory: only the gathers run where the data is
-        index = [batch_inds * self.n_envs + env_indices, *self._stack_index(batch_inds, env_indices)]
+        transitions = batch_inds * self.n_envs + env_indices
+        stacks = self._gather_stacks(batch_inds, env_indices)
         if self._tensor_device is not None:
-            sizes = [len(part) for part in index]
-            index = th.as_tensor(np.concatenate(index), device=self._tensor_device).split(sizes)
-        transitions, obs_index, next_obs_index = index[0], index[1:4], index[4:]
-
+            transitions = th.as_tensor(transitions, device=self._tensor_device)
         dones = self._take(self.dones.reshape(-1), transitions)
         timeouts = self._take(self.timeouts.reshape(-1), transitions)
         data = [
-            self._gather_stacks(*obs_index, len(batch_inds)),
+            stacks[:, :-1].reshape(len(batch_inds), *self.obs_shape),
             self._take(self.actions.reshape(-1, self.action_dim), transitions),
-            self._gather_stacks(*next_obs_index, len(batch_inds)),
+            stacks[:, 1:].reshape(len(batch_inds), *self.obs_shape),
             # Only use dones that are not due to timeouts
             # deactivated by default (timeouts is initialized as an array of False)
             (dones * (1 - timeouts)).reshape(-1, 1),
             self._take(self.rewards.reshape(-1), transitions).reshape(-1, 1),
         ]
+        for i in (0, 2):
+            data[i] = data[i].contiguous() if isinstance(data[i], th.Tensor) else np.ascontiguousarray(data[i])
         if env is not None:
             data = [array.cpu().numpy() if isinstance(array, th.Tensor) else array for array in data]
             data[0] = self._normalize_obs(data[0], env)
@@ -259,18 +378,66 @@ class FrameStackReplayBuffer(ReplayBuffer):
         # Every array here is a fresh copy, so no need to copy it again
         return ReplayBufferSamples(*(self.to_torch(array, copy=False) for array in data))
 
-    def _stack_index(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> list[np.ndarray]:
+    def sample_batches(self, n_batches: int, batch_size: int) -> ReplayBufferSamples:
         """
-        Where the frames of the sampled observations are. Counting back from the newest frame of next_obs, frame
-        ``k`` is the ``_frames`` row of step ``step - k`` while ``k < n_main`` (the transition's ``seg_len + 1``),
-        then head frame ``side_ptr - (k - n_main)`` while ``k < n_main + head_len``, then zero padding; obs is
-        next_obs shifted by one frame.
+        ``n_batches`` batches of ``batch_size`` transitions, drawn at once, each uniformly among the stored
+        transitions (slot and env), independently: numpy's global generator for numpy storage, torch's generator of
+        the storage device otherwise. No ``VecNormalize``.
+
+        :return: the batches one after the other (batch ``i`` is rows ``i * batch_size`` to ``(i + 1) * batch_size``
+            of each tensor), on ``device``; observations may be views of one tensor of stacks
+        """
+        return self.samples_at(*self._draw_indices(n_batches * batch_size))
+
+    def _draw_indices(self, n: int) -> tuple[Array, Array]:
+        """:return: ``n`` slots and envs, each pair uniform over the stored transitions, where the storage is"""
+        if self._tensor_device is None:
+            upper = self.buffer_size if self.full else self.pos
+            return np.random.randint(0, upper, size=n), np.random.randint(0, self.n_envs, size=n)
+        assert self._state_t is not None
+        # int64 draws modulo the number of stored slots (a bias under 2**-40), read on the device, not the host
+        slots = th.randint(0, 2**62, (n,), device=self._tensor_device) % self._state_t[1]
+        envs = th.randint(0, self.n_envs, (n,), device=self._tensor_device)
+        return slots, envs
+
+    def samples_at(self, slots: Array, envs: Array) -> ReplayBufferSamples:
+        """:return: the transitions in ``slots`` of ``envs``, as SB3's ``ReplayBuffer`` stores them, on ``device``"""
+        n = len(slots)
+        if self._tensor_device is None:
+            slots, envs = np.asarray(slots), np.asarray(envs)
+            stacks = self._gather_stacks(slots, envs)
+        else:
+            slots = th.as_tensor(slots, device=self._tensor_device)
+            envs = th.as_tensor(envs, device=self._tensor_device)
+            stacks = self._gather_stacks_t(slots, envs)
+        transitions = slots * self.n_envs + envs
+        dones = self._take(self.dones.reshape(-1), transitions)
+        timeouts = self._take(self.timeouts.reshape(-1), transitions)
+        data = [
+            stacks[:, :-1].reshape(n, *self.obs_shape),
+            self._take(self.actions.reshape(-1, self.action_dim), transitions),
+            stacks[:, 1:].reshape(n, *self.obs_shape),
+            (dones * (1 - timeouts)).reshape(-1, 1),
+            self._take(self.rewards.reshape(-1), transitions).reshape(-1, 1),
+        ]
+        return ReplayBufferSamples(*(self._to_device(array) for array in data))
+
+    def _to_device(self, array: Array) -> th.Tensor:
+        if isinstance(array, th.Tensor):
+            return array.to(self.device, non_blocking=True)
+        return th.from_numpy(array).to(self.device)
+
+    def _stack_rows(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Where the ``n_stack + 1`` frames of the sampled transitions (obs, then the newest frame of next_obs) are.
+        Counting back from the newest frame of next_obs, frame ``k`` is the ``_frames`` row of step ``step - k``
+        while ``k < n_main`` (the transition's ``seg_len + 1``), then head frame ``side_ptr - (k - n_main)`` while
+        ``k < n_main + head_len``, then zero padding.
 
         :param batch_inds: sampled slots
         :param env_indices: sampled envs
-        :return: for obs, then for next_obs: the ``_frames`` rows of their frames (zero padding and head frames
-            read the zero row), the positions of their head frames among those, and the ``_side_frames`` rows of
-            these head frames
+        :return: per transition and frame, the ``_frames`` row (the zero row for head frames and padding) and the
+            ``_side_frames`` row (the zero row but for head frames)
         """
         last = self._n_added - 1
         steps = last - (last - batch_inds) % self.buffer_size
@@ -279,19 +446,39 @@ class FrameStackReplayBuffer(ReplayBuffer):
         rows = ((steps[:, None] - self._back) % self._ring) * self.n_envs + env_indices[:, None]
         rows[back_in_head >= 0] = self._zero_row
         from_head = (back_in_head >= 0) & (back_in_head < self._head_len[batch_inds, env_indices][:, None])
-        head_rows = (self._side_ptr[batch_inds, env_indices][:, None] - back_in_head) % len(self._side_frames)
+        head_rows = (self._side_ptr[batch_inds, env_indices][:, None] - back_in_head) % self._side_capacity
+        return rows, np.where(from_head, head_rows, self._side_capacity)
 
-        index = []
-        for window in (slice(None, -1), slice(1, None)):  # obs, next_obs
-            positions = np.flatnonzero(from_head[:, window])
-            index += [rows[:, window].ravel(), positions, head_rows[:, window].ravel()[positions]]
-        return index
-
-    def _gather_stacks(self, rows: Array, head_positions: Array, head_rows: Array, batch_size: int) -> Array:
-        """:return: observations, from the indices that ``_stack_index`` gives"""
+    def _gather_stacks(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> Array:
+        """:return: the ``n_stack + 1`` frames of each sampled transition, gathered with host-side indices"""
+        rows, side_rows = self._stack_rows(batch_inds, env_indices)
+        head_positions = np.flatnonzero(side_rows != self._side_capacity)
+        rows, head_rows = rows.ravel(), side_rows.ravel()[head_positions]
+        if self._tensor_device is not None:
+            rows, head_positions, head_rows = (
+                th.as_tensor(array, device=self._tensor_device) for array in (rows, head_positions, head_rows)
+            )
         stacks = self._take(self._frames, rows)
         stacks[head_positions] = self._take(self._side_frames, head_rows)
-        return stacks.reshape(batch_size, *self.obs_shape)
+        return stacks.reshape(len(batch_inds), self.n_stack + 1, *self.frame_shape)
+
+    def _gather_stacks_t(self, slots: th.Tensor, envs: th.Tensor) -> th.Tensor:
+        """
+        ``_gather_stacks`` computed on the storage device, without a host synchronisation (no data-dependent
+        shapes): both rings are gathered at every frame position, one of the two reads a zero row.
+        """
+        assert self._meta_t is not None and self._state_t is not None and self._back_t is not None
+        last = self._state_t[0] - 1
+        steps = last - (last - slots) % self.buffer_size
+        meta = self._meta_t[slots, envs]
+        n_main = meta[:, 0:1] + 1
+        back_in_head = self._back_t - n_main
+        rows = ((steps[:, None] - self._back_t) % self._ring) * self.n_envs + envs[:, None]
+        rows = th.where(back_in_head >= 0, self._zero_row, rows)
+        from_head = (back_in_head >= 0) & (back_in_head < meta[:, 1:2])
+        head_rows = th.where(from_head, (meta[:, 2:3] - back_in_head) % self._side_capacity, self._side_capacity)
+        stacks = self._take(self._frames, rows.reshape(-1)) | self._take(self._side_frames, head_rows.reshape(-1))
+        return stacks.reshape(len(slots), self.n_stack + 1, *self.frame_shape)
 
     @staticmethod
     def _take(array: Array, index: Array) -> Array:
@@ -301,27 +488,32 @@ class FrameStackReplayBuffer(ReplayBuffer):
             return array.index_select(0, index)
         return array[index]
 
+    # --- storage --------------------------------------------------------------------------------------------------
+
     def _reserve_side(self, n_new: int) -> None:
         """Grow the head-frame ring if writing ``n_new`` frames would overwrite a frame still in use."""
         # Only the first n_stack transitions of a segment use its head frames: after this add, those of the
         # segments started before `first_step` are gone
         first_step = self._n_added - self.buffer_size - self.n_stack + 2
         oldest = int(self._step_side_start[first_step % self._ring]) if first_step >= 0 else 0
-        capacity = len(self._side_frames)
+        capacity = self._side_capacity
         needed = self._side_count + n_new - oldest
         if needed <= capacity:
             return
-        frames = self._zeros((max(needed, capacity + capacity // 8), *self.frame_shape), self.observation_space.dtype)
+        new_capacity = max(needed, capacity + capacity // 8)
+        frames = self._zeros((new_capacity + 1, *self.frame_shape), self.observation_space.dtype)
         in_use = self._to_storage(np.arange(oldest, self._side_count))
-        frames[in_use % len(frames)] = self._side_frames[in_use % capacity]
-        self._side_frames = frames
+        frames[in_use % new_capacity] = self._side_frames[in_use % capacity]
+        self._side_frames, self._side_capacity = frames, new_capacity
+        self.storage_version += 1
 
-    def _split_frames(self, obs: np.ndarray, name: str) -> np.ndarray:
+    def _split_frames(self, obs: np.ndarray, name: str, n: int | None = None) -> np.ndarray:
+        n = self.n_envs if n is None else n
         obs = np.asarray(obs)
-        if obs.shape != (self.n_envs, *self.obs_shape):
-            raise ValueError(f"{name} has shape {obs.shape}, expected {(self.n_envs, *self.obs_shape)}")
+        if obs.shape != (n, *self.obs_shape):
+            raise ValueError(f"{name} has shape {obs.shape}, expected {(n, *self.obs_shape)}")
         obs = obs.astype(self.observation_space.dtype, copy=False)
-        return obs.reshape(self.n_envs, self.n_stack, *self.frame_shape)
+        return obs.reshape(n, self.n_stack, *self.frame_shape)
 
     def _zeros(self, shape: tuple[int, ...], dtype: np.typing.DTypeLike) -> Array:
         if self._tensor_device is None:
@@ -336,14 +528,23 @@ class FrameStackReplayBuffer(ReplayBuffer):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_tensor_device"]
+        for name in self._MIRROR_ATTRS:
+            del state[name]
         for name in self._STORAGE_ATTRS:
             if isinstance(state[name], th.Tensor):
                 state[name] = state[name].cpu().numpy()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_side_capacity" not in state:  # pickled by an earlier version: no zero row after the head-frame ring
+            side = state["_side_frames"]
+            state["_side_capacity"] = len(side)
+            state["_side_frames"] = np.concatenate([side, np.zeros_like(side[:1])])
+            state["_last_done"] = np.zeros(state["n_envs"], dtype=bool)
+            state.update(storage_version=0, _last_new_obs=None, _last_terminal={})
         self.__dict__.update(state)
         self._tensor_device = None if self.storage_device is None else get_device(self.storage_device)
         if self._tensor_device is not None:
             for name in self._STORAGE_ATTRS:
                 setattr(self, name, th.as_tensor(getattr(self, name), device=self._tensor_device))
+        self._make_mirrors()
