@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, NoReturn
 
 from breakout_sb3 import ENV_ID
 from breakout_sb3.errors import BreakoutSB3Error
 
 TRAIN_HELP = """\
-breakout-sb3 train [--fast] [--checkpoint-without-replay] [--keep-checkpoints K] [rl-zoo3 train flags]
+breakout-sb3 train [--fast] [--checkpoint-without-replay] [--keep-checkpoints K] [--no-progress] [rl-zoo3 flags]
 
   --fast                       the fast configuration: FastDQN on ale-py's vector env, the YAML's
-                               BreakoutNoFrameskip-v4-fast entry (the recipe, run fast)
+                               <env>-fast entry (or atari-fast): the recipe, run fast
   --checkpoint-without-replay  checkpoints hold the model and callback state only (resume then refills the replay)
   --keep-checkpoints K         keep the K newest checkpoints (default: the YAML's keep_last, 2 in the recipe)
+  --no-progress                no progress bar (shown by default: steps/s and ETA)
 
-Defaults: --algo dqn --env BreakoutNoFrameskip-v4 --conf-file hyperparams/dqn.yml --seed 42 --eval-freq -1.
-rl-zoo3's flags follow.
+Defaults: --algo dqn --env BreakoutNoFrameskip-v4 --conf-file hyperparams/dqn.yml --seed 42 --eval-freq -1
+--log-interval 100 --progress. rl-zoo3's flags follow.
 """
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its errors on one line: ``breakout-sb3: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"breakout-sb3: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="breakout-sb3",
         description="Train, resume, evaluate, record and plot SB3's DQN on Atari Breakout with the DQN Breakout "
         "tutorial's recipe.",
@@ -37,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fast", action="store_true")
     train.add_argument("--checkpoint-without-replay", action="store_true")
     train.add_argument("--keep-checkpoints", type=int, metavar="K")
+    train.add_argument("--no-progress", action="store_true")
 
     resume = commands.add_parser("resume", help="continue a run from its newest complete checkpoint")
     resume.add_argument("run", help="the run folder (logs/dqn/BreakoutNoFrameskip-v4_<n>)")
@@ -49,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=50_000,
         help="transitions collected before training resumes, if the checkpoint has no replay buffer (default: 50000)",
     )
+    resume.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="play full games with a model zip and report the score")
     _add_model_arguments(evaluate, episodes=10)
@@ -59,7 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--out", default="game.mp4", help="the mp4 to write (default: game.mp4)")
 
     plot = commands.add_parser("plot", help="draw the learning curve of one or more runs as a PNG")
-    plot.add_argument("runs", nargs="+", help="run folders or training_stats.csv files (several: overlaid)")
+    plot.add_argument("runs", nargs="*", help="run folders or training_stats.csv files (several: overlaid)")
+    plot.add_argument(
+        "--mean",
+        nargs="+",
+        action="append",
+        metavar="RUN",
+        help="runs of one configuration (e.g. seeds) drawn as their mean ± standard error; repeat for more groups",
+    )
     plot.add_argument("--out", default="curve.png", help="the PNG to write (default: curve.png)")
     plot.add_argument("--threshold", type=float, default=40.0, help="stop threshold line (default: 40)")
 
@@ -86,16 +104,19 @@ def _add_model_arguments(parser: argparse.ArgumentParser, episodes: int) -> None
         default=None,
         help="probability of a random action (default: 0.05, as the DQN papers evaluate; 0 for greedy)",
     )
-    parser.add_argument("--env", default=ENV_ID, help=f"environment id (default: {ENV_ID})")
+    parser.add_argument("--env", help=f"environment id (default: the run's, else {ENV_ID})")
     parser.add_argument("--device", default="auto", help="torch device (default: auto)")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if args.command not in ("train", "tune") and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        args, rest = parser.parse_known_args(argv)
+        if args.command not in ("train", "tune") and rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    except SystemExit as e:  # -h, or a one-line usage error
+        return e.code if isinstance(e.code, int) else 2
     try:
         return _run(args, rest)
     except BreakoutSB3Error as e:
@@ -107,20 +128,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    from breakout_sb3 import ranges
+
     if args.command == "train":
         from breakout_sb3.manager import CheckpointOptions
         from breakout_sb3.train import train
 
         if {"-h", "--help"} & set(rest):
             print(TRAIN_HELP)
-        if args.keep_checkpoints is not None and args.keep_checkpoints < 1:
-            raise BreakoutSB3Error(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
+        ranges.check_flags({"--keep-checkpoints": args.keep_checkpoints}, ranges.TRAIN_FLAGS, "train")
         options = CheckpointOptions(replay_buffer=not args.checkpoint_without_replay, keep_last=args.keep_checkpoints)
-        train(rest, options, fast=args.fast)
+        train(rest, options, fast=args.fast, progress=not args.no_progress)
     elif args.command == "resume":
         from breakout_sb3.train import resume
 
-        resume(args.run, n_timesteps=args.n_timesteps, refill_steps=args.refill_steps)
+        flags = {"--n-timesteps": args.n_timesteps, "--refill-steps": args.refill_steps}
+        ranges.check_flags(flags, ranges.RESUME_FLAGS, "resume")
+        resume(args.run, n_timesteps=args.n_timesteps, refill_steps=args.refill_steps, progress=not args.no_progress)
     elif args.command == "evaluate":
         from breakout_sb3.evaluate import evaluate
 
@@ -133,7 +157,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     elif args.command == "plot":
         from breakout_sb3.plot import plot
 
-        print(plot(args.runs, out=args.out, threshold=args.threshold))
+        ranges.check_flags({"--threshold": args.threshold}, ranges.PLOT_FLAGS, "plot")
+        print(plot(args.runs, out=args.out, threshold=args.threshold, mean_groups=args.mean))
     elif args.command == "tune":
         from breakout_sb3.tune import TuneOptions, tune
         from breakout_sb3.tune_storage import Heartbeat
@@ -143,9 +168,11 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-def _model_arguments(args: argparse.Namespace) -> dict:
+def _model_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The arguments ``evaluate`` and ``record`` share."""
     from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
+    from breakout_sb3.models import run_env_id
 
     epsilon = DEFAULT_EVAL_EPSILON if args.epsilon is None else args.epsilon
-    return dict(env_id=args.env, episodes=args.episodes, seed=args.seed, epsilon=epsilon, device=args.device)
+    env_id = args.env or run_env_id(args.model) or ENV_ID
+    return dict(env_id=env_id, episodes=args.episodes, seed=args.seed, epsilon=epsilon, device=args.device)

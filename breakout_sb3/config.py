@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rl_zoo3.utils import get_class_by_name
 
 from breakout_sb3.errors import BreakoutSB3Error
 
@@ -70,15 +71,87 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def hyperparams_for(config: dict[str, Any], env_id: str, path: str | Path) -> dict[str, Any]:
-    """:return: the hyperparameters of ``env_id`` (or of rl-zoo3's fallback entries ``atari``/``default``)"""
-    for key in (env_id, "atari", "default"):
+def entry_names(env_id: str, atari: bool, fast: bool = False) -> tuple[str, ...]:
+    """
+    :return: the YAML entries that can hold ``env_id``'s hyperparameters, in rl-zoo3's order: its own entry, then
+        ``atari`` for an Atari game, then ``default``; for the fast configuration ``<env_id>-fast``, then ``atari-fast``
+    """
+    if fast:
+        return (f"{env_id}-fast", "atari-fast") if atari else (f"{env_id}-fast",)
+    return (env_id, "atari", "default") if atari else (env_id, "default")
+
+
+def hyperparams_for(
+    config: dict[str, Any], env_id: str, path: str | Path, atari: bool, fast: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """:return: the name of the entry that holds ``env_id``'s hyperparameters (see :func:`entry_names`), and them"""
+    names = entry_names(env_id, atari, fast)
+    for key in names:
         if key in config:
             hyperparams = config[key]
             if not isinstance(hyperparams, dict):
                 raise BreakoutSB3Error(f"{path}: the entry {key!r} must be a mapping of hyperparameters")
-            return dict(hyperparams)
-    raise BreakoutSB3Error(f"{path}: no hyperparameters for {env_id} (entries: {', '.join(map(str, config))})")
+            return key, dict(hyperparams)
+    entries = ", ".join(map(str, config))
+    raise BreakoutSB3Error(
+        f"{path}: no hyperparameters for {env_id} (looked for {', '.join(names)}; entries: {entries})"
+    )
+
+
+def class_specs(spec: Any) -> list[tuple[str, dict[str, Any]]]:
+    """
+    :param spec: an rl-zoo3 ``callback`` or ``env_wrapper`` value: an import path, a ``{path: kwargs}`` mapping, or a
+        list of them
+    :return: (import path, kwargs) of each class it names
+    """
+    if spec is None:
+        return []
+    result = []
+    for item in spec if isinstance(spec, list) else [spec]:
+        if isinstance(item, str):
+            result.append((item, {}))
+        elif isinstance(item, dict):
+            result += [(name, kwargs or {}) for name, kwargs in item.items()]
+        else:
+            raise BreakoutSB3Error(f"expected an import path or a mapping of one to its arguments, got {item!r}")
+    return result
+
+
+def atari_wrapper_kwargs(env_wrapper: Any) -> dict[str, Any]:
+    """:return: the kwargs given to SB3's ``AtariWrapper`` in an rl-zoo3 ``env_wrapper`` value (empty if none)"""
+    for name, kwargs in class_specs(env_wrapper):
+        if name.rsplit(".", 1)[-1] == "AtariWrapper":
+            return kwargs
+    return {}
+
+
+def check_classes(hyperparams: dict[str, Any], where: str) -> None:
+    """
+    Check that every class the ``callback``, ``env_wrapper`` and ``vec_env_wrapper`` keys name can be imported and
+    takes the arguments given; the callbacks of this project's ``callbacks`` package are built once, so their own
+    checks of their arguments' ranges run before anything else does.
+    """
+    for key in ("callback", "env_wrapper", "vec_env_wrapper"):
+        try:
+            specs = class_specs(hyperparams.get(key))
+        except BreakoutSB3Error as e:
+            raise BreakoutSB3Error(f"{where}: '{key}': {e}") from None
+        for name, kwargs in specs:
+            try:
+                cls = get_class_by_name(name)
+            except (ImportError, AttributeError, ValueError) as e:
+                raise BreakoutSB3Error(f"{where}: '{key}': cannot import {name} ({e})") from None
+            if not isinstance(kwargs, dict):
+                raise BreakoutSB3Error(f"{where}: '{key}': the arguments of {name} must be a mapping, got {kwargs!r}")
+            try:
+                inspect.signature(cls).bind_partial(**kwargs)
+            except TypeError as e:
+                raise BreakoutSB3Error(f"{where}: '{key}': {name}: {e}") from None
+            if cls.__module__.split(".")[0] == "callbacks":
+                try:
+                    cls(**kwargs)
+                except (ValueError, TypeError) as e:
+                    raise BreakoutSB3Error(f"{where}: {e}") from None
 
 
 def check_hyperparams(hyperparams: dict[str, Any], algo_class: type, where: str) -> None:

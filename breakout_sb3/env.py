@@ -23,13 +23,19 @@ def check_env_id(env_id: str) -> None:
         raise BreakoutSB3Error(f"unknown environment id '{env_id}'{hint}")
 
 
+def is_atari(env_id: str) -> bool:
+    """:return: whether ``env_id`` is an ALE game (rl-zoo3's test: its entry point is ale-py's ``AtariEnv``)"""
+    return "AtariEnv" in str(gym.spec(env_id).entry_point)
+
+
 def run_hyperparams(run_dir: Path | None, env_id: str) -> dict[str, Any]:
     """:return: the hyperparameters rl-zoo3 saved in ``run_dir``, else those of ``hyperparams/dqn.yml``"""
     if run_dir is not None and (run_dir / env_id / "config.yml").is_file():
         hyperparams, _ = get_saved_hyperparams(str(run_dir / env_id))
         return dict(hyperparams)
     path = default_config_path()
-    return hyperparams_for(read_config(path), env_id, path)
+    _, hyperparams = hyperparams_for(read_config(path), env_id, path, atari=is_atari(env_id))
+    return hyperparams
 
 
 def make_env(

@@ -11,8 +11,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import set_random_seed
 
 from breakout_sb3.env import check_env_id, make_env, run_hyperparams
-from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.models import load_model, resolve_model
+from breakout_sb3.ranges import PLAY_FLAGS, check_flags
 
 # The DQN papers (Mnih et al. 2015) evaluate with epsilon 0.05: a fully greedy Breakout agent can stall forever
 # once it stops pressing FIRE or loops, and 0.05 makes scores comparable with the published ones.
@@ -52,10 +52,7 @@ def evaluate(
     Play ``episodes`` full games (all lives; the raw score recorded by SB3's ``Monitor``) with the model at
     ``path`` on the env stack it was trained on, choosing a random action with probability ``epsilon``.
     """
-    if episodes < 1:
-        raise BreakoutSB3Error(f"--episodes must be >= 1, got {episodes}")
-    if not 0.0 <= epsilon <= 1.0:
-        raise BreakoutSB3Error(f"--epsilon must be in [0, 1], got {epsilon}")
+    check_flags({"--episodes": episodes, "--seed": seed, "--epsilon": epsilon}, PLAY_FLAGS, "evaluate")
     check_env_id(env_id)
     model_path, run_dir = resolve_model(path, env_id)
     set_random_seed(seed)

@@ -34,6 +34,19 @@ def resolve_model(path: str | Path, env_id: str) -> tuple[Path, Path | None]:
     return path, run_dir
 
 
+def run_env_id(path: str | Path) -> str | None:
+    """
+    :param path: a run folder, or a model zip in one (a checkpoint's included)
+    :return: the env id the run was trained on (the name of rl-zoo3's ``<run>/<env_id>/config.yml`` folder), or None
+    """
+    path = Path(path)
+    for folder in [path] if path.is_dir() else list(path.parents[:3]):
+        configs = sorted(folder.glob("*/config.yml"))
+        if configs:
+            return configs[0].parent.name
+    return None
+
+
 def load_model(path: Path, env: VecEnv, device: str = "auto") -> DQN:
     """Load a DQN zip for playing: with ``env``, and a one-transition replay buffer instead of the trained size."""
     if not zipfile.is_zipfile(path):

@@ -13,11 +13,10 @@ from breakout_sb3.env import check_env_id, make_env, run_hyperparams
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
 from breakout_sb3.models import load_model, resolve_model
+from breakout_sb3.ranges import RECORD_FLAGS, check_flags
 
 # The Atari 2600 draws 60 frames a second (NTSC); ale-py's metadata says 30.
 ATARI_FPS = 60
-# Most recorded games; each frame is kept in memory until the video is written (100 kB a frame).
-MAX_EPISODES = 20
 
 
 def record(
@@ -36,10 +35,7 @@ def record(
 
     :return: the raw score of each game
     """
-    if not 1 <= episodes <= MAX_EPISODES:
-        raise BreakoutSB3Error(f"--episodes must be between 1 and {MAX_EPISODES}, got {episodes}")
-    if not 0.0 <= epsilon <= 1.0:
-        raise BreakoutSB3Error(f"--epsilon must be in [0, 1], got {epsilon}")
+    check_flags({"--episodes": episodes, "--seed": seed, "--epsilon": epsilon}, RECORD_FLAGS, "record")
     out = Path(out)
     if out.suffix != ".mp4":
         raise BreakoutSB3Error(f"--out must name an .mp4 file, got {out}")

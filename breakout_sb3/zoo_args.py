@@ -6,14 +6,30 @@ import argparse
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import torch as th
 from rl_zoo3.utils import ALGOS
 
 from breakout_sb3 import ENV_ID
-from breakout_sb3.config import check_hyperparams, default_config_path, hyperparams_for, read_config
-from breakout_sb3.env import check_env_id
+from breakout_sb3.config import (
+    atari_wrapper_kwargs,
+    check_classes,
+    check_hyperparams,
+    default_config_path,
+    entry_names,
+    hyperparams_for,
+    read_config,
+)
+from breakout_sb3.env import check_env_id, is_atari
 from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.ranges import (
+    TRAIN_FLAG_ALIASES,
+    TRAIN_FLAGS,
+    check,
+    check_hyperparam_ranges,
+    check_replay_memory,
+)
 
 # rl-zoo3 flags holding paths: stored absolute so `resume` works from any directory.
 PATH_FLAGS = {"-conf", "--conf-file", "-f", "--log-folder", "-tb", "--tensorboard-log", "-i", "--trained-agent"}
@@ -27,44 +43,113 @@ def default_train_args() -> list[str]:
         "--conf-file", str(default_config_path()),
         "--seed", "42",  # tutorial: `seed = 42`
         "--eval-freq", "-1",  # the tutorial does no periodic evaluation; --eval-freq N turns rl-zoo3's on
+        "--log-interval", str(LOG_INTERVAL),
     ]  # fmt: skip
 
 
-def check_train_args(argv: list[str], config_entry: str | None = None) -> None:
-    """Check what rl-zoo3 would only discover with a traceback: the env id, the YAML, -params, -i."""
-    parser = argparse.ArgumentParser(add_help=False)
+# SB3's log table every 100 episodes (SB3's default is 4, about once a second on a CPU): the CSV's window.
+LOG_INTERVAL = 100
+
+
+def check_train_args(argv: list[str], fast: bool = False) -> str:
+    """
+    Check, before anything runs, what rl-zoo3 would only discover with a traceback or not at all: the env id, the
+    numeric flags' ranges, the YAML entry and ``-params`` (types, ranges, the callbacks' arguments), ``-i``.
+
+    :param argv: rl-zoo3 train flags, the recipe's defaults first
+    :param fast: the fast configuration (FastDQN on ale-py's vector env)
+    :return: the name of the YAML entry the run trains
+    """
+    parser = _OneLineParser(add_help=False)
     parser.add_argument("--algo", default="dqn")
     parser.add_argument("--env", default=ENV_ID)
     parser.add_argument("-conf", "--conf-file")
     parser.add_argument("-params", "--hyperparams", nargs="+", default=[])
+    parser.add_argument("--env-kwargs", nargs="+", default=[])
     parser.add_argument("-i", "--trained-agent", default="")
+    parser.add_argument("--device", default="auto")
+    for flag in TRAIN_FLAGS:
+        aliases = [alias for alias, name in TRAIN_FLAG_ALIASES.items() if name == flag]
+        parser.add_argument(*aliases, flag, dest=flag, default=None)
     args, _ = parser.parse_known_args(argv)
 
     check_env_id(args.env)
+    atari = is_atari(args.env)
+    if fast and not atari:
+        raise BreakoutSB3Error(f"--fast trains Atari games only (ale-py's vector env), not {args.env}")
     if args.algo not in ALGOS:
         raise BreakoutSB3Error(f"unknown algorithm '{args.algo}' (choose from {', '.join(ALGOS)})")
+    for flag in TRAIN_FLAGS:
+        value = getattr(args, flag)
+        if value is not None:
+            check(flag, _integer(flag, value), TRAIN_FLAGS[flag], "train")
     overrides = parse_zoo_params(args.hyperparams)
+    env_kwargs = parse_zoo_params(args.env_kwargs, flag="--env-kwargs")
     conf = args.conf_file or str(default_config_path())
+    entry = entry_names(args.env, atari, fast)[0]
     if conf.endswith((".yml", ".yaml")):
-        hyperparams = hyperparams_for(read_config(conf), config_entry or args.env, conf)
-        check_hyperparams(hyperparams, ALGOS[args.algo], conf)
-        check_hyperparams(overrides, ALGOS[args.algo], "-params")
+        entry, hyperparams = hyperparams_for(read_config(conf), args.env, conf, atari=atari, fast=fast)
+        algo_class = ALGOS[args.algo]
+        check_hyperparams(hyperparams, algo_class, conf)
+        check_hyperparam_ranges(hyperparams, conf, fast=fast)
+        check_hyperparams(overrides, algo_class, "-params")
+        check_hyperparam_ranges(overrides, "-params", fast=fast)
+        merged = {**hyperparams, **overrides}
+        if env_kwargs:
+            merged["env_kwargs"] = env_kwargs
+        where = "-params" if {"batch_size", "buffer_size"} & set(overrides) or env_kwargs else conf
+        check_hyperparam_ranges(merged, where, fast=fast)
+        check_classes(hyperparams, conf)
+        check_classes(overrides, "-params")
+        if fast:
+            check_fast_env(merged, where)
+        replay_on_gpu = fast and args.device != "cpu" and th.cuda.is_available()  # FastDQN keeps it on the GPU
+        if not replay_on_gpu:
+            check_replay_memory(merged, "-params" if "buffer_size" in overrides else conf)
     if args.trained_agent:
         check_model_zip(Path(args.trained_agent))
+    return entry
 
 
-def parse_zoo_params(items: list[str]) -> dict[str, Any]:
+# What ale-py's vector env (the fast configuration) computes itself: AtariWrapper's other arguments must be these.
+FAST_ATARI_WRAPPER = {"screen_size": 84, "terminal_on_life_loss": True, "clip_reward": True}
+
+
+def check_fast_env(hyperparams: dict[str, Any], where: str) -> None:
+    """Refuse AtariWrapper arguments the fast configuration's vector env cannot honour."""
+    kwargs = atari_wrapper_kwargs(hyperparams.get("env_wrapper"))
+    for key, value in kwargs.items():
+        allowed = FAST_ATARI_WRAPPER.get(key, value) if key != "action_repeat_probability" else 0.0
+        if value != allowed:
+            raise BreakoutSB3Error(
+                f"{where}: the fast configuration's vector env needs AtariWrapper {key} {allowed!r}, got {value!r}"
+            )
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise BreakoutSB3Error(f"train: {message}")
+
+
+def _integer(flag: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise BreakoutSB3Error(f"train: {flag} must be an integer, got {value!r}") from None
+
+
+def parse_zoo_params(items: list[str], flag: str = "-params") -> dict[str, Any]:
     """Read ``-params key:value`` items the way rl-zoo3 does (the value is a Python expression)."""
     params = {}
     for item in items:
         key, sep, value = item.partition(":")
         if not sep or not key:
-            raise BreakoutSB3Error(f"-params {item}: expected key:value")
+            raise BreakoutSB3Error(f"{flag} {item}: expected key:value")
         try:
             params[key] = eval(value, {})  # rl-zoo3's StoreDict evaluates the same way
         except Exception as e:
             reason = f"{type(e).__name__}: {e}"
-            raise BreakoutSB3Error(f"-params {item}: cannot read the value {value!r} ({reason})") from None
+            raise BreakoutSB3Error(f"{flag} {item}: cannot read the value {value!r} ({reason})") from None
     return params
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from callbacks._atomic import atomic_write
 from callbacks._episodes import EpisodeScores, EpisodeStats
 from callbacks._run_folder import RunFolderCallback
+from callbacks._validation import PositiveInt, checked_init
 
 CSV_HEADER = (
     "Episode",
@@ -50,7 +51,9 @@ class CSVStatsCallback(RunFolderCallback):
 
     Each row is also recorded in SB3's logger under ``<tensorboard_prefix>/`` (``score``, ``running_score``,
     ``epsilon``, ``episode``, ``frame_rate``), so TensorBoard shows them beside ``rollout/`` and ``train/`` at each
-    of SB3's log dumps.
+    of SB3's log dumps. With ``episode_stats="learner"``, the games ``Monitor`` records are logged there too
+    (``game_score``, and ``game_running_score``, the mean of the last ``window`` games), so the game score stays in
+    sight beside the tutorial's accounting.
 
     :param filename: name of the CSV file inside ``log_dir``
     :param log_dir: folder of the file (None: the training env's Monitor folder, i.e. rl-zoo3's run folder)
@@ -62,12 +65,13 @@ class CSVStatsCallback(RunFolderCallback):
     :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
     """
 
+    @checked_init
     def __init__(
         self,
         filename: str = "training_stats.csv",
         log_dir: str | None = None,
         episode_stats: EpisodeStats = "monitor",
-        window: int = 100,
+        window: PositiveInt = 100,
         tensorboard_prefix: str | None = "episode",
         verbose: int = 0,
     ):
@@ -78,6 +82,9 @@ class CSVStatsCallback(RunFolderCallback):
         self.tensorboard_prefix = tensorboard_prefix
         self._scores = EpisodeScores(episode_stats)
         self.recent_scores: deque[float] = deque(maxlen=window)
+        # The games Monitor records, when the rows count something else
+        self._games = EpisodeScores("monitor") if episode_stats != "monitor" else None
+        self.recent_game_scores: deque[float] = deque(maxlen=window)
         self.episode = 0
         self._file: TextIO | None = None
         self._writer = None
@@ -98,6 +105,7 @@ class CSVStatsCallback(RunFolderCallback):
         return {
             "episode": self.episode,
             "recent_scores": list(self.recent_scores),
+            "recent_game_scores": list(self.recent_game_scores),
             "training_time": self._time_before + (time.time() - self._start_time if self._file else 0.0),
         }
 
@@ -114,6 +122,8 @@ class CSVStatsCallback(RunFolderCallback):
             self._time_before = float(self._restored["training_time"])
             self.recent_scores.clear()
             self.recent_scores.extend(self._restored["recent_scores"])
+            self.recent_game_scores.clear()
+            self.recent_game_scores.extend(self._restored.get("recent_game_scores", []))
             self._restored = None
         elif rows:
             self.episode = int(rows[-1][0])
@@ -158,9 +168,17 @@ class CSVStatsCallback(RunFolderCallback):
         self._last_row_steps = self.num_timesteps
 
     def _on_step(self) -> bool:
-        scores = self._scores.update(self.locals["rewards"], self.locals["dones"], self.locals["infos"])
-        for score in scores:
+        rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
+        for score in self._scores.update(rewards, dones, infos):
             self._write_row(score)
+        if self._games is not None:
+            for game_score in self._games.update(rewards, dones, infos):
+                self.recent_game_scores.append(game_score)
+                if self.tensorboard_prefix is not None:
+                    self.logger.record(f"{self.tensorboard_prefix}/game_score", game_score)
+                    self.logger.record(
+                        f"{self.tensorboard_prefix}/game_running_score", np.mean(self.recent_game_scores)
+                    )
         return True
 
     def _write_row(self, score: float) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import ConstantSchedule
 
+from callbacks._validation import NonNegativeInt, Probability, checked_init
+
 
 class TwoPhaseEpsilonSchedule:
     """
@@ -26,25 +28,16 @@ class TwoPhaseEpsilonSchedule:
     :param second_decay_steps: steps to decay from ``middle_eps`` to ``final_eps``
     """
 
+    @checked_init
     def __init__(
         self,
-        initial_eps: float = 1.0,
-        middle_eps: float = 0.1,
-        final_eps: float = 0.01,
-        random_steps: int = 50_000,
-        first_decay_steps: int = 1_000_000,
-        second_decay_steps: int = 24_000_000,
+        initial_eps: Probability = 1.0,
+        middle_eps: Probability = 0.1,
+        final_eps: Probability = 0.01,
+        random_steps: NonNegativeInt = 50_000,
+        first_decay_steps: NonNegativeInt = 1_000_000,
+        second_decay_steps: NonNegativeInt = 24_000_000,
     ):
-        for name, eps in (("initial_eps", initial_eps), ("middle_eps", middle_eps), ("final_eps", final_eps)):
-            if not 0.0 <= eps <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {eps}")
-        for name, steps in (
-            ("random_steps", random_steps),
-            ("first_decay_steps", first_decay_steps),
-            ("second_decay_steps", second_decay_steps),
-        ):
-            if steps < 0:
-                raise ValueError(f"{name} must be >= 0, got {steps}")
         self.initial_eps = float(initial_eps)
         self.middle_eps = float(middle_eps)
         self.final_eps = float(final_eps)
@@ -99,14 +92,15 @@ class TwoPhaseEpsilonCallback(BaseCallback):
     :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
     """
 
+    @checked_init
     def __init__(
         self,
-        initial_eps: float = 1.0,
-        middle_eps: float = 0.1,
-        final_eps: float = 0.01,
-        random_steps: int = 50_000,
-        first_decay_steps: int = 1_000_000,
-        second_decay_steps: int = 24_000_000,
+        initial_eps: Probability = 1.0,
+        middle_eps: Probability = 0.1,
+        final_eps: Probability = 0.01,
+        random_steps: NonNegativeInt = 50_000,
+        first_decay_steps: NonNegativeInt = 1_000_000,
+        second_decay_steps: NonNegativeInt = 24_000_000,
         verbose: int = 0,
     ):
         super().__init__(verbose)

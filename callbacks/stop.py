@@ -11,6 +11,7 @@ import numpy as np
 from callbacks._atomic import atomic_save_model
 from callbacks._episodes import EpisodeScores, EpisodeStats
 from callbacks._run_folder import RunFolderCallback
+from callbacks._validation import FiniteFloat, NonNegativeInt, PositiveInt, checked_init
 
 
 class StopTrainingOnRunningScore(RunFolderCallback):
@@ -31,11 +32,12 @@ class StopTrainingOnRunningScore(RunFolderCallback):
     :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
     """
 
+    @checked_init
     def __init__(
         self,
-        threshold: float = 40.0,
-        window: int = 100,
-        min_episodes: int | None = None,
+        threshold: FiniteFloat = 40.0,
+        window: PositiveInt = 100,
+        min_episodes: NonNegativeInt | None = None,
         episode_stats: EpisodeStats = "monitor",
         model_name: str = "solved_model.zip",
         log_dir: str | None = None,

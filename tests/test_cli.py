@@ -71,9 +71,11 @@ def test_train_continued_with_i_keeps_counting_steps_and_epsilon(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     (run1,) = run_folders(tmp_path / "logs")
     again = run_cli(
-        "train", "--conf-file", str(conf), "-n", "100", "-f", "logs", "-i", str(run1 / f"{ENV_ID}.zip"), cwd=tmp_path
-    )
+        "train", "--conf-file", str(conf), "-n", "100", "-f", "logs", "-i", str(run1 / f"{ENV_ID}.zip"),
+        "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "it/s" in first.stdout and "it/s" not in again.stdout
     run2 = run_folders(tmp_path / "logs")[-1]
     model = DQN.load(run2 / f"{ENV_ID}.zip", device="cpu")
     assert model.num_timesteps == 500
