@@ -1,14 +1,19 @@
-"""record (mp4 of full games), plot (PNG learning curve), TensorBoard scalars and the progress bar."""
+"""record (mp4 of full games), plot (PNG learning curves), TensorBoard scalars and the progress bar."""
 
 from __future__ import annotations
 
+import csv
 import shutil
 import struct
 
 import imageio_ffmpeg
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from breakout_sb3.cli import main
+from breakout_sb3.plot import _mean_band, read_curve
 from tests.conftest import run_cli, run_folders, write_config
 
 
@@ -43,7 +48,38 @@ def test_plot_draws_one_or_several_runs(trained_run, tmp_path):
     out = tmp_path / "curve.png"
     result = run_cli("plot", str(trained_run), str(other), "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert png_size(out) == (1000, 500)
+    assert png_size(out) == (1000, 800)
+    means = tmp_path / "means.png"
+    result = run_cli("plot", "--mean", str(trained_run), str(other), "--out", str(means), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert png_size(means) == (1000, 800)
+
+
+def test_plot_reads_the_game_score_from_monitor_and_the_running_reward_from_the_csv(trained_run):
+    curve = read_curve(trained_run)
+    with open(trained_run / "0.monitor.csv", newline="") as f:
+        games = list(csv.reader(f))[2:]
+    with open(trained_run / "training_stats.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    assert len(games) >= 2 and len(rows) >= 5 * len(games)  # the CSV counts lives, Monitor whole games
+    assert list(curve.game_scores) == [float(game[0]) for game in games]
+    assert curve.running == [float(row[7]) for row in rows]
+    # Games end in order, before the run's last step, a little after the lives that end them
+    assert list(curve.game_steps) == sorted(curve.game_steps)
+    assert 0 < curve.game_steps[-1] <= curve.steps[-1]
+    assert curve.game_running[-1] == pytest.approx(np.mean(curve.game_scores[-100:]))
+
+
+def test_plot_draws_the_mean_of_a_group_with_a_standard_error_band():
+    fig, ax = plt.subplots()
+    steps = np.array([0.0, 100.0])
+    _mean_band(ax, [(steps, np.array([0.0, 2.0])), (steps, np.array([0.0, 4.0]))], "C0", "seeds")
+    (line,) = ax.get_lines()
+    assert line.get_ydata()[-1] == pytest.approx(3.0)  # the mean at the last step
+    (band,) = ax.collections
+    top = band.get_paths()[0].vertices[:, 1].max()
+    assert top == pytest.approx(3.0 + np.std([2.0, 4.0], ddof=1) / np.sqrt(2))
+    plt.close(fig)
 
 
 def test_plot_refuses_what_is_not_a_training_csv(tmp_path, capsys):
@@ -66,12 +102,15 @@ def test_plot_refuses_what_is_not_a_training_csv(tmp_path, capsys):
 
 def test_tensorboard_gets_the_csv_figures_beside_sb3s(tmp_path):
     conf = write_config(tmp_path, buffer_size=500)
-    args = ["train", "--conf-file", str(conf), "-f", "logs", "-n", "800", "--tensorboard-log", "tb", "--progress"]
+    args = ["train", "--conf-file", str(conf), "-f", "logs", "-n", "800", "--tensorboard-log", "tb"]
+    args += ["--log-interval", "4"]  # SB3 writes the scalars at its log dumps
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "800/800" in result.stdout and "it/s" in result.stdout, "the progress bar, shown by default"
     (events,) = (tmp_path / "tb").rglob("events.out.tfevents.*")
     scalars = EventAccumulator(str(events)).Reload().Tags()["scalars"]
-    for tag in ("breakout/score", "breakout/running_score", "breakout/epsilon", "rollout/exploration_rate"):
+    tags = ("breakout/score", "breakout/running_score", "breakout/epsilon", "rollout/exploration_rate")
+    for tag in (*tags, "breakout/game_score", "breakout/game_running_score"):
         assert tag in scalars
     assert any(tag.startswith("train/") for tag in scalars)
     assert run_folders(tmp_path / "logs")
