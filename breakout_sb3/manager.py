@@ -13,6 +13,7 @@ from huggingface_sb3 import EnvironmentName
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.utils import ALGOS, get_class_by_name
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
@@ -25,6 +26,7 @@ from breakout_sb3.signals import checkpoint_on_signals
 from breakout_sb3.zoo_args import absolute_paths
 from callbacks._run_folder import RunFolderCallback
 from callbacks.checkpoint import (
+    REPLAY_FILE,
     Checkpoint,
     CheckpointError,
     EpisodeCheckpointCallback,
@@ -32,6 +34,7 @@ from callbacks.checkpoint import (
     stateful_callbacks,
 )
 from callbacks.nonfinite import NonFiniteTrainingError
+from callbacks.replay_io import ReplayBufferFileError, attach_replay_buffer, load_replay_buffer
 
 RESUME_FILE = "resume.json"
 
@@ -55,6 +58,8 @@ class ResumePlan:
     checkpoint: Checkpoint
     run_dir: Path
     refill_steps: int
+    # the checkpoint's replay_buffer.zst, already read (None: none, or a format-1 pickle that rl-zoo3 loads itself)
+    replay_buffer: ReplayBuffer | None = None
 
 
 class BreakoutExperimentManager(ExperimentManager):
@@ -164,6 +169,24 @@ class BreakoutExperimentManager(ExperimentManager):
         if self.resume is not None and results is not None:
             self._restore(results[0])
         return results
+
+    def _load_pretrained_agent(self, hyperparams: dict[str, Any], env: VecEnv) -> BaseAlgorithm:
+        # rl-zoo3 loads the model and a "replay_buffer.pkl" beside it (format-1 checkpoints); then the compressed
+        # replay buffer: the one resume has read, or the replay_buffer.zst beside a checkpoint's zip given to -i.
+        model = super()._load_pretrained_agent(hyperparams, env)
+        if self.resume is not None:
+            if self.resume.replay_buffer is not None:
+                attach_replay_buffer(model, self.resume.replay_buffer)
+                self.resume.replay_buffer = None
+            return model
+        replay_path = Path(self.trained_agent).parent / REPLAY_FILE
+        if replay_path.is_file():
+            print(f"Loading replay buffer {replay_path}")
+            try:
+                load_replay_buffer(model, replay_path)
+            except ReplayBufferFileError as e:
+                raise BreakoutSB3Error(f"cannot load the replay buffer: {e}") from None
+        return model
 
     def _restore(self, model: BaseAlgorithm) -> None:
         checkpoint = self.resume.checkpoint

@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import rl_zoo3.train
+from stable_baselines3.common.buffers import ReplayBuffer
 
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.manager import (
@@ -22,7 +24,8 @@ from breakout_sb3.manager import (
     ResumePlan,
 )
 from breakout_sb3.zoo_args import check_train_args, default_train_args
-from callbacks.checkpoint import latest_checkpoint
+from callbacks.checkpoint import REPLAY_FILE, Checkpoint, complete_checkpoints
+from callbacks.replay_io import ReplayBufferFileError, read_replay_buffer
 
 
 @contextmanager
@@ -73,26 +76,49 @@ def train(argv: list[str], checkpoint_options: CheckpointOptions | None = None, 
 
 
 def resume(run_dir: str | Path, n_timesteps: int | None = None, refill_steps: int = 50_000) -> None:
-    """``breakout-sb3 resume``: continue a run from its newest complete checkpoint."""
+    """
+    ``breakout-sb3 resume``: continue a run from its newest complete checkpoint whose replay buffer reads back
+    whole (checksum included), after cutting the run's Monitor files back to that checkpoint.
+
+    :param run_dir: the run folder
+    :param n_timesteps: further agent steps (None: up to the run's original total)
+    :param refill_steps: transitions collected before training resumes, if the checkpoint has no replay buffer
+    """
     run_dir = Path(run_dir)
     saved_file = run_dir / RESUME_FILE
     if not saved_file.is_file():
         what = "no run folder" if not run_dir.is_dir() else f"no {RESUME_FILE} (not started by breakout-sb3 train)"
         raise BreakoutSB3Error(f"cannot resume {run_dir}: {what}")
+    if n_timesteps is not None and n_timesteps <= 0:
+        raise BreakoutSB3Error(f"-n must be > 0, got {n_timesteps}")
     saved = json.loads(saved_file.read_text())
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise BreakoutSB3Error(f"cannot resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
+    checkpoint, replay = _resume_point(run_dir)
     if n_timesteps is None:
         n_timesteps = int(checkpoint.state["total_timesteps"]) - checkpoint.num_timesteps
         if n_timesteps <= 0:
             raise BreakoutSB3Error(f"{run_dir} already reached its {checkpoint.state['total_timesteps']} steps")
-    elif n_timesteps <= 0:
-        raise BreakoutSB3Error(f"-n must be > 0, got {n_timesteps}")
     print(
         f"Resuming {run_dir} from {checkpoint.path.name}: step {checkpoint.num_timesteps}, "
         f"episode {checkpoint.episodes}; {n_timesteps} more steps"
     )
+    checkpoint.roll_back_monitor_files(run_dir)  # before the resumed run's Monitor opens them to append
     argv = [*saved["argv"], "-i", str(checkpoint.model_path), "-n", str(n_timesteps)]
     options = CheckpointOptions(**saved["checkpoint_options"])
-    run_zoo_train(argv, options, ResumePlan(checkpoint, run_dir, refill_steps), saved.get("config_entry"))
+    plan = ResumePlan(checkpoint, run_dir, refill_steps, replay_buffer=replay)
+    run_zoo_train(argv, options, plan, saved.get("config_entry"))
+
+
+def _resume_point(run_dir: Path) -> tuple[Checkpoint, ReplayBuffer | None]:
+    """
+    :return: the newest complete checkpoint whose replay buffer reads back whole, and that replay buffer (None if it
+        has none, or a format-1 ``replay_buffer.pkl`` that rl-zoo3 loads beside the model)
+    """
+    for checkpoint in complete_checkpoints(run_dir):
+        replay_path = checkpoint.replay_path
+        if replay_path is None or replay_path.name != REPLAY_FILE:
+            return checkpoint, None
+        try:
+            return checkpoint, read_replay_buffer(replay_path)
+        except ReplayBufferFileError as e:
+            warnings.warn(f"skipping checkpoint {checkpoint.path.name}: {e}", stacklevel=2)
+    raise BreakoutSB3Error(f"cannot resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")

@@ -4,6 +4,7 @@ from callbacks.checkpoint import Checkpoint, CheckpointError, EpisodeCheckpointC
 from callbacks.csv_stats import CSV_HEADER, CSVStatsCallback
 from callbacks.epsilon import TwoPhaseEpsilonCallback, TwoPhaseEpsilonSchedule
 from callbacks.nonfinite import NonFiniteLossCallback, NonFiniteTrainingError
+from callbacks.replay_io import ReplayBufferFileError, load_replay_buffer, read_replay_buffer, save_replay_buffer
 from callbacks.stop import StopTrainingOnRunningScore
 
 __all__ = [
@@ -14,8 +15,12 @@ __all__ = [
     "EpisodeCheckpointCallback",
     "NonFiniteLossCallback",
     "NonFiniteTrainingError",
+    "ReplayBufferFileError",
     "StopTrainingOnRunningScore",
     "TwoPhaseEpsilonCallback",
     "TwoPhaseEpsilonSchedule",
     "latest_checkpoint",
+    "load_replay_buffer",
+    "read_replay_buffer",
+    "save_replay_buffer",
 ]

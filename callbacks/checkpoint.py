@@ -20,17 +20,23 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
 
-from callbacks._atomic import write_synced
+from callbacks._atomic import atomic_write, write_synced
 from callbacks._episodes import EpisodeScores, EpisodeStats
 from callbacks._run_folder import RunFolderCallback
 from callbacks.nonfinite import NonFiniteTrainingError, first_non_finite_parameter
+from callbacks.replay_io import check_replay_file_header, write_replay_buffer
 
-CHECKPOINT_FORMAT = 1
+# 2: the replay buffer compressed (replay_buffer.zst), and the size of the run's Monitor files
+CHECKPOINT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 MODEL_FILE = "model.zip"
-# rl-zoo3's `-i model.zip` loads a "replay_buffer.pkl" that lies beside the zip.
-REPLAY_FILE = "replay_buffer.pkl"
+REPLAY_FILE = "replay_buffer.zst"
+# Format 1 pickled the replay buffer as SB3 does, where rl-zoo3's `-i model.zip` loads it by itself.
+LEGACY_REPLAY_FILE = "replay_buffer.pkl"
 RNG_FILE = "rng.pkl"
 STATE_FILE = "state.json"
+# SB3's Monitor files (Monitor.EXT), as SB3's load_results finds them
+MONITOR_GLOB = "*monitor.csv"
 
 
 class CheckpointError(OSError):
@@ -41,8 +47,9 @@ class CheckpointError(OSError):
 class Checkpoint:
     """
     One checkpoint folder: ``model.zip`` (online and target networks, optimizer, ``num_timesteps``, ...),
-    ``replay_buffer.pkl`` (unless written without it), ``rng.pkl`` and ``state.json`` (the step, the episode count,
-    the state of every callback that has one, and the size of each file, written last).
+    ``replay_buffer.zst`` (unless written without it; ``replay_buffer.pkl`` in format 1), ``rng.pkl`` and
+    ``state.json`` (the step, the episode count, the state of every callback that has one, the size of each file
+    and of the run's Monitor files; written last).
     """
 
     path: Path
@@ -61,8 +68,16 @@ class Checkpoint:
         return self.path / MODEL_FILE
 
     @property
+    def replay_path(self) -> Path | None:
+        """The replay buffer file (load it with :func:`callbacks.load_replay_buffer`), None if written without."""
+        for name in (REPLAY_FILE, LEGACY_REPLAY_FILE):
+            if name in self.state["files"]:
+                return self.path / name
+        return None
+
+    @property
     def has_replay_buffer(self) -> bool:
-        return REPLAY_FILE in self.state["files"]
+        return self.replay_path is not None
 
     def callback_state(self, key: str) -> dict[str, Any] | None:
         return self.state["callbacks"].get(key)
@@ -86,7 +101,7 @@ class Checkpoint:
             state = json.loads((path / STATE_FILE).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: unreadable {STATE_FILE} ({e})") from None
-        if state.get("format") != CHECKPOINT_FORMAT:
+        if state.get("format") not in READABLE_FORMATS:
             raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
         for name, size in state["files"].items():
             file = path / name
@@ -95,7 +110,30 @@ class Checkpoint:
         with zipfile.ZipFile(path / MODEL_FILE) as archive:
             if archive.testzip() is not None:
                 raise ValueError(f"{path}: {MODEL_FILE} is corrupt")
+        if REPLAY_FILE in state["files"]:
+            check_replay_file_header(path / REPLAY_FILE)  # its checksum is checked when it is loaded
         return cls(path, state)
+
+    def roll_back_monitor_files(self, log_dir: str | Path, verbose: int = 1) -> None:
+        """
+        Cut each Monitor file of ``log_dir`` back to its size at this checkpoint, so that it holds the games up to the
+        checkpoint only; the rows after are moved, with the file's header, to ``<name>.monitor.after_step_<N>.csv``
+        (``.2``, ``.3``... if that exists), which SB3's ``load_results`` does not read. Call it before the resumed
+        run creates its envs (its ``Monitor`` appends to the file). A file missing or shorter than recorded is left
+        as it is, with a line saying so.
+
+        :param log_dir: the run folder (where the Monitor files are)
+        :param verbose: 0: silent; 1: a line per file rolled back or left as it is
+        """
+        recorded: dict[str, int] | None = self.state.get("monitor_files")
+        if recorded is None:
+            if verbose >= 1:
+                print(f"{self.path.name} (format {self.state['format']}) has no Monitor file sizes: not rolled back")
+            return
+        for name, size in recorded.items():
+            message = _roll_back_monitor_file(Path(log_dir) / name, size, self.num_timesteps)
+            if message is not None and verbose >= 1:
+                print(message)
 
 
 def checkpoint_dir(log_dir: str | Path) -> Path:
@@ -110,14 +148,54 @@ def find_checkpoints(log_dir: str | Path) -> list[Path]:
     return sorted((p for p in folder.glob("step_*") if p.is_dir()), key=lambda p: p.name, reverse=True)
 
 
-def latest_checkpoint(log_dir: str | Path) -> Checkpoint | None:
-    """:return: the newest complete checkpoint under ``log_dir``, warning about any newer one that is not"""
+def complete_checkpoints(log_dir: str | Path) -> Iterator[Checkpoint]:
+    """:return: the complete checkpoints under ``log_dir``, newest first, warning about each one that is not"""
     for path in find_checkpoints(log_dir):
         try:
-            return Checkpoint.read(path)
+            checkpoint = Checkpoint.read(path)
         except (ValueError, OSError, zipfile.BadZipFile) as e:
-            warnings.warn(f"skipping incomplete checkpoint: {e}", stacklevel=2)
-    return None
+            warnings.warn(f"skipping incomplete checkpoint: {e}", stacklevel=3)
+            continue
+        yield checkpoint
+
+
+def latest_checkpoint(log_dir: str | Path) -> Checkpoint | None:
+    """:return: the newest complete checkpoint under ``log_dir``, warning about any newer one that is not"""
+    return next(complete_checkpoints(log_dir), None)
+
+
+def monitor_file_sizes(log_dir: str | Path) -> dict[str, int]:
+    """:return: the size of each Monitor file (``*monitor.csv``) in ``log_dir``"""
+    return {p.name: p.stat().st_size for p in sorted(Path(log_dir).glob(MONITOR_GLOB)) if p.is_file()}
+
+
+def _roll_back_monitor_file(path: Path, size: int, step: int) -> str | None:
+    """:return: what was done, or None if there was nothing to do"""
+    if not path.is_file():
+        return f"{path.name} is missing (it held {size} bytes at step {step}): not rolled back"
+    actual = path.stat().st_size
+    if actual < size:
+        return f"{path.name} is shorter ({actual} bytes) than at step {step} ({size} bytes): not rolled back"
+    if actual == size:
+        return None
+    with open(path, "rb") as f:
+        header = b""
+        for line in f:  # Monitor's "#{json}" line, then its column names
+            header += line
+            if not line.startswith(b"#") or len(header) >= size:
+                break
+        f.seek(size)
+        later = f.read()
+    prefix = path.name[: -len("monitor.csv")]
+    side = path.with_name(f"{prefix}monitor.after_step_{step}.csv")
+    k = 1
+    while side.exists():
+        k += 1
+        side = path.with_name(f"{prefix}monitor.after_step_{step}.{k}.csv")
+    atomic_write(side, lambda f: f.write(header[:size] + later))
+    os.truncate(path, size)
+    rows = later.count(b"\n") + (not later.endswith(b"\n"))
+    return f"{rows} rows after step {step} moved from {path.name} to {side.name}"
 
 
 def stateful_callbacks(callback: BaseCallback) -> Iterator[tuple[str, BaseCallback]]:
@@ -148,10 +226,13 @@ class EpisodeCheckpointCallback(RunFolderCallback):
     env steps, into ``<log_dir>/checkpoints/step_<num_timesteps>/``:
 
     - ``model.zip``: the model, loadable with plain ``DQN.load`` (online and target networks, optimizer, step count)
-    - ``replay_buffer.pkl``: the replay buffer (unless ``save_replay_buffer=False``)
+    - ``replay_buffer.zst``: the replay buffer (unless ``save_replay_buffer=False``), zstd-compressed with a
+      checksum, only its filled part for SB3's ``ReplayBuffer``; load it with :func:`callbacks.load_replay_buffer`
     - ``rng.pkl``: the Python, NumPy, torch and action-space random generator states
-    - ``state.json``: step, episode count, and the ``state_dict()`` of every other callback of the same
-      ``learn()`` call that has one (e.g. the CSV's episode count and the stop rule's window)
+    - ``state.json``: step, episode count, the ``state_dict()`` of every other callback of the same ``learn()``
+      call that has one (e.g. the CSV's episode count and the stop rule's window), the size of each file, and the
+      size of each Monitor file (``*monitor.csv``) of ``log_dir``, so that a resumed run can cut them back
+      (:meth:`Checkpoint.roll_back_monitor_files`)
 
     A checkpoint is written into a hidden folder beside its final name, flushed to disk, then renamed into place, so a
     crash at any instant leaves the previous checkpoints and either a complete new one or none. Only the newest
@@ -161,7 +242,8 @@ class EpisodeCheckpointCallback(RunFolderCallback):
 
     :param save_freq_episodes: finished episodes between two checkpoints (None: not by episodes)
     :param save_freq_steps: env steps (``num_timesteps``, all envs) between two checkpoints (None: not by steps)
-    :param save_replay_buffer: include the replay buffer (large: about 56 kB per transition with SB3's buffer)
+    :param save_replay_buffer: include the replay buffer (SB3's buffer takes 56 kB per transition in memory,
+        Breakout transitions about 0.1 kB compressed)
     :param keep_last: number of checkpoints kept (None: all)
     :param episode_stats: ``"monitor"`` (episodes recorded by SB3's ``Monitor``: whole games under ``AtariWrapper``)
         or ``"learner"`` (every ``done``); see :class:`~callbacks.CSVStatsCallback`
@@ -274,8 +356,9 @@ class EpisodeCheckpointCallback(RunFolderCallback):
 
     def _write(self, folder: Path) -> None:
         files = {MODEL_FILE: self.model.save}
-        if self.save_replay_buffer and getattr(self.model, "replay_buffer", None) is not None:
-            files[REPLAY_FILE] = self.model.save_replay_buffer
+        replay = getattr(self.model, "replay_buffer", None)
+        if self.save_replay_buffer and replay is not None:
+            files[REPLAY_FILE] = lambda f: write_replay_buffer(replay, f)
         files[RNG_FILE] = lambda f: pickle.dump(self._rng_state(), f)
         sizes = {}
         for name, write in files.items():
@@ -289,6 +372,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
             "episodes": self.episodes,
             "time": time.time(),
             "files": sizes,
+            "monitor_files": monitor_file_sizes(self.log_dir),
             "callbacks": {key: cb.state_dict() for key, cb in stateful_callbacks(callbacks)},
         }
         write_synced(folder / STATE_FILE, lambda f: f.write(json.dumps(state, indent=2).encode()))

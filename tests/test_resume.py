@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +18,7 @@ from stable_baselines3 import DQN
 
 from breakout_sb3 import ENV_ID
 from breakout_sb3.cli import main
-from callbacks import TwoPhaseEpsilonSchedule, latest_checkpoint
+from callbacks import TwoPhaseEpsilonSchedule, latest_checkpoint, read_replay_buffer
 from callbacks.checkpoint import find_checkpoints
 from tests.conftest import run_cli, run_folders, write_config
 
@@ -113,6 +116,7 @@ def test_resume_after_sigkill_moves_rows_after_the_checkpoint_aside(tmp_path):
     (run,) = run_folders(tmp_path / "logs")
     checkpoint = latest_checkpoint(run)
     rows_at_kill = read_csv(run / "training_stats.csv")
+    monitor_at_kill = (run / "0.monitor.csv").read_bytes()
 
     result = run_cli("resume", str(run), "-n", "300", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -124,6 +128,90 @@ def test_resume_after_sigkill_moves_rows_after_the_checkpoint_aside(tmp_path):
     assert_one_run(rows)
     assert rows[: checkpoint.episodes + 1] == rows_at_kill[: checkpoint.episodes + 1]
     assert DQN.load(run / f"{ENV_ID}.zip", device="cpu").num_timesteps == checkpoint.num_timesteps + 300
+
+    # Monitor's file rolled back with the checkpoint: its games up to the checkpoint, then the resumed run's, one
+    # header; the games after the checkpoint moved aside (with the header), where load_results does not look.
+    size = checkpoint.state["monitor_files"]["0.monitor.csv"]
+    header = b"".join(monitor_at_kill.splitlines(keepends=True)[:2])
+    monitor_side = run / f"0.monitor.after_step_{checkpoint.num_timesteps}.csv"
+    assert monitor_side.read_bytes() == header + monitor_at_kill[size:]
+    monitor = (run / "0.monitor.csv").read_bytes()
+    assert monitor.startswith(monitor_at_kill[:size])
+    lines = monitor.splitlines()
+    assert lines[:2] == header.splitlines() and sum(line.startswith(b"#") for line in lines) == 1
+    assert lines.count(b"r,l,t") == 1
+    games = [float(line.split(b",")[0]) for line in lines[2:]]
+    assert len(monitor_at_kill[:size].splitlines()) - 2 == checkpoint.episodes
+    assert games == [float(row[1]) for row in rows[1:]], "the Monitor's games are the CSV's"
+    assert f"moved from 0.monitor.csv to {monitor_side.name}" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A run of 700 steps with a checkpoint every 2 games (2 or 3 of them), the newest 3 kept."""
+    folder = tmp_path_factory.mktemp("finished")
+    conf = small_run_config(folder)
+    result = run_cli("train", "--conf-file", str(conf), "-f", "logs", "-n", "700", cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_folders(folder / "logs")
+    assert len(find_checkpoints(run)) >= 2
+    return run
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "logs" / "dqn" / run.name
+    shutil.copytree(run, copy)
+    return copy
+
+
+def flip_a_byte_in_the_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupt_replay_buffer_makes_resume_fall_back_to_the_previous_checkpoint(finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path)
+    newest, previous = find_checkpoints(run)[:2]
+    flip_a_byte_in_the_middle(newest / "replay_buffer.zst")  # same size: only its checksum tells
+    result = run_cli("resume", str(run), "-n", "8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"skipping checkpoint {newest.name}: " in result.stderr
+    assert "torn or corrupt" in result.stderr and "Traceback" not in result.stderr
+    assert f"from {previous.name}: " in result.stdout
+    resumed = DQN.load(run / f"{ENV_ID}.zip", device="cpu")
+    assert resumed.num_timesteps == int(previous.name.split("_")[1]) + 8
+
+    for folder in find_checkpoints(run):
+        if folder != newest:  # flipped already
+            flip_a_byte_in_the_middle(folder / "replay_buffer.zst")
+    result = run_cli("resume", str(run), "-n", "8", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("breakout-sb3: error: cannot resume ")
+    assert "no complete checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_of_format_1_still_resumes(finished_run, tmp_path):
+    """Format 1: SB3's pickle as replay_buffer.pkl, which rl-zoo3 loads beside the zip, and no Monitor sizes."""
+    run = copy_run(finished_run, tmp_path)
+    newest = find_checkpoints(run)[0]
+    replay = read_replay_buffer(newest / "replay_buffer.zst")
+    with open(newest / "replay_buffer.pkl", "wb") as f:
+        pickle.dump(replay, f)
+    (newest / "replay_buffer.zst").unlink()
+    state = json.loads((newest / "state.json").read_text())
+    state["format"] = 1
+    del state["monitor_files"], state["files"]["replay_buffer.zst"]
+    state["files"]["replay_buffer.pkl"] = (newest / "replay_buffer.pkl").stat().st_size
+    (newest / "state.json").write_text(json.dumps(state))
+    assert latest_checkpoint(run).path == newest
+
+    result = run_cli("resume", str(run), "-n", "8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"from {newest.name}: " in result.stdout
+    assert "Loading replay buffer" in result.stdout  # rl-zoo3's own loading of replay_buffer.pkl
+    assert f"{newest.name} (format 1) has no Monitor file sizes: not rolled back" in result.stdout
+    assert DQN.load(run / f"{ENV_ID}.zip", device="cpu").num_timesteps == state["num_timesteps"] + 8
 
 
 def test_resume_without_replay_refills_it_first(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import pickle
 import shutil
 
 import pytest
@@ -21,6 +20,7 @@ from callbacks import (
     NonFiniteTrainingError,
     StopTrainingOnRunningScore,
     latest_checkpoint,
+    read_replay_buffer,
 )
 from callbacks.checkpoint import find_checkpoints
 from tests.conftest import breakout_env, small_breakout_dqn
@@ -79,7 +79,7 @@ def test_checkpoints_every_n_games_are_complete(checkpointed_run):
     assert len(paths) == checkpoint.episodes // 2
     assert [p.name for p in (folder / "checkpoints").iterdir() if p.name.startswith(".")] == []
     oldest = Checkpoint.read(paths[-1])
-    assert sorted(p.name for p in paths[-1].iterdir()) == ["model.zip", "replay_buffer.pkl", "rng.pkl", "state.json"]
+    assert sorted(p.name for p in paths[-1].iterdir()) == ["model.zip", "replay_buffer.zst", "rng.pkl", "state.json"]
     assert oldest.episodes == 2
     saved = DQN.load(oldest.model_path, device="cpu")
     assert saved.num_timesteps == oldest.num_timesteps
@@ -87,8 +87,7 @@ def test_checkpoints_every_n_games_are_complete(checkpointed_run):
     assert any(k.startswith("q_net_target.") for k in saved.policy.state_dict())
     assert saved.policy.optimizer.state_dict()["state"]
     # The replay buffer holds every transition up to the checkpoint's step.
-    with open(oldest.path / "replay_buffer.pkl", "rb") as f:
-        replay = pickle.load(f)
+    replay = read_replay_buffer(oldest.replay_path)
     assert replay.size() == oldest.num_timesteps
 
 
@@ -132,7 +131,8 @@ def test_keeps_the_last_k_and_checkpoints_every_n_steps(tmp_path):
     assert len(steps) == 2
     assert steps[0] - steps[1] >= 200 and steps[0] >= 800
     newest = latest_checkpoint(tmp_path)
-    assert not newest.has_replay_buffer and not (newest.path / "replay_buffer.pkl").exists()
+    assert not newest.has_replay_buffer and newest.replay_path is None
+    assert sorted(p.name for p in newest.path.iterdir()) == ["model.zip", "rng.pkl", "state.json"]
 
 
 class AtStep(BaseCallback):
