@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 from huggingface_sb3 import EnvironmentName
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.utils import ALGOS, get_class_by_name
@@ -18,7 +19,7 @@ from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 
-from breakout_sb3 import ENV_ID
+from breakout_sb3.config import atari_wrapper_kwargs
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from breakout_sb3.refill import ReplayRefillCallback, refill_target
@@ -48,7 +49,6 @@ class CheckpointOptions:
 
 
 FAST_ALGO = "fast_dqn"
-FAST_ENTRY = f"{ENV_ID}-fast"
 # rl-zoo3 looks algorithms up in this table (its --algo choices); the fast configuration trains with FastDQN.
 ALGOS.setdefault(FAST_ALGO, FastDQN)
 
@@ -91,6 +91,7 @@ class BreakoutExperimentManager(ExperimentManager):
         self.resume = resume
         self.config_entry = config_entry
         self.vec_env_kind = "sb3"
+        self._saved_env_wrapper: Any = None
         if resume is not None:
             self.save_path = str(resume.run_dir)
             self.params_path = f"{self.save_path}/{self.env_name}"
@@ -106,6 +107,7 @@ class BreakoutExperimentManager(ExperimentManager):
 
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):
         self.vec_env_kind = hyperparams.pop("vec_env", "sb3")
+        self._saved_env_wrapper = hyperparams.get("env_wrapper")
         buffer_class = hyperparams.get("replay_buffer_class")
         if isinstance(buffer_class, str) and "." in buffer_class:
             hyperparams["replay_buffer_class"] = get_class_by_name(buffer_class)
@@ -122,9 +124,20 @@ class BreakoutExperimentManager(ExperimentManager):
     def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
         if self.vec_env_kind != "ale" or eval_env:
             return super().create_envs(n_envs, eval_env, no_log)
-        # AtariWrapper's defaults (frame skip 4, 30 no-ops), and its frame limit counted in agent steps
+        # AtariWrapper's no-ops and frame skip, and its frame limit counted in agent steps
+        wrapper = atari_wrapper_kwargs(self._saved_env_wrapper)
+        frame_skip = wrapper.get("frame_skip", 4)
         max_frames = self.env_kwargs.get("max_episode_steps")
-        return AleVecEnv(n_envs=n_envs, seed=self.seed, max_episode_steps=max_frames // 4 if max_frames else None)
+        return AleVecEnv(
+            game=gym.spec(self.env_name.gym_id).kwargs["game"],
+            n_envs=n_envs,
+            seed=self.seed,
+            noop_max=wrapper.get("noop_max", 30),
+            frame_skip=frame_skip,
+            max_episode_steps=max_frames // frame_skip if max_frames else None,
+            monitor_file=None if no_log else str(Path(self.save_path) / "0.monitor.csv"),
+            monitor_append=self.resume is not None,
+        )
 
     def create_callbacks(self) -> None:
         save_freq = self.save_freq  # in env steps, before rl-zoo3 divides it by n_envs
@@ -165,10 +178,24 @@ class BreakoutExperimentManager(ExperimentManager):
         (Path(self.save_path) / RESUME_FILE).write_text(json.dumps(resume, indent=2) + "\n")
 
     def setup_experiment(self) -> tuple[BaseAlgorithm, dict[str, Any]] | None:
-        results = super().setup_experiment()
-        if self.resume is not None and results is not None:
-            self._restore(results[0])
+        new_folder = not Path(self.save_path).exists()
+        try:
+            results = super().setup_experiment()
+            if self.resume is not None and results is not None:
+                self._restore(results[0])
+        except BreakoutSB3Error:
+            self._remove_if_new(new_folder)
+            raise
+        except Exception as e:  # before the first step, what fails comes from the configuration: one line
+            self._remove_if_new(new_folder)
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise BreakoutSB3Error(f"cannot set up the run: {type(e).__name__}: {message}") from e
         return results
+
+    def _remove_if_new(self, new_folder: bool) -> None:
+        """Remove the run folder this failed start created (it holds nothing but the env's empty Monitor file)."""
+        if new_folder and self.resume is None:
+            shutil.rmtree(self.save_path, ignore_errors=True)
 
     def _load_pretrained_agent(self, hyperparams: dict[str, Any], env: VecEnv) -> BaseAlgorithm:
         # rl-zoo3 loads the model and a "replay_buffer.pkl" beside it (format-1 checkpoints); then the compressed

@@ -17,7 +17,6 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.manager import (
     FAST_ALGO,
-    FAST_ENTRY,
     RESUME_FILE,
     BreakoutExperimentManager,
     CheckpointOptions,
@@ -57,25 +56,47 @@ def run_zoo_train(
         rl_zoo3.train.train()
 
 
+PROGRESS_FLAGS = ("-P", "--progress")
+
+
+def with_progress(argv: list[str], progress: bool) -> list[str]:
+    """:return: ``argv`` with rl-zoo3's progress bar flag, or without it"""
+    argv = [arg for arg in argv if arg not in PROGRESS_FLAGS]
+    return [*argv, "--progress"] if progress else argv
+
+
 # rl-zoo3's flag for its hyperparameter optimization: `breakout-sb3 train -optimize` runs `breakout-sb3 tune`
 OPTIMIZE_FLAGS = {"-optimize", "--optimize-hyperparameters"}
 
 
-def train(argv: list[str], checkpoint_options: CheckpointOptions | None = None, fast: bool = False) -> None:
-    """``breakout-sb3 train``: rl-zoo3's ``train`` with the recipe's defaults, or with its fast configuration."""
+def train(
+    argv: list[str], checkpoint_options: CheckpointOptions | None = None, fast: bool = False, progress: bool = True
+) -> None:
+    """
+    ``breakout-sb3 train``: rl-zoo3's ``train`` with the recipe's defaults, or with its fast configuration.
+
+    :param argv: rl-zoo3 train flags
+    :param checkpoint_options: breakout-sb3's own checkpoint flags
+    :param fast: train the fast configuration (FastDQN on ale-py's vector env)
+    :param progress: show SB3's progress bar (steps/s, ETA)
+    """
     if OPTIMIZE_FLAGS & set(argv):  # rl-zoo3's hyperparameter optimization is `breakout-sb3 tune`
         from breakout_sb3.tune import tune
 
         tune([arg for arg in argv if arg not in OPTIMIZE_FLAGS], fast=fast)
         return
     args = default_train_args() + (["--algo", FAST_ALGO] if fast else []) + argv
-    config_entry = FAST_ENTRY if fast else None
+    args = with_progress(args, progress)
+    config_entry = None
     if not {"-h", "--help"} & set(argv):
-        check_train_args(args, config_entry)
+        entry = check_train_args(args, fast=fast)
+        config_entry = entry if fast else None  # rl-zoo3 finds the recipe's entry itself
     run_zoo_train(args, checkpoint_options or CheckpointOptions(), config_entry=config_entry)
 
 
-def resume(run_dir: str | Path, n_timesteps: int | None = None, refill_steps: int = 50_000) -> None:
+def resume(
+    run_dir: str | Path, n_timesteps: int | None = None, refill_steps: int = 50_000, progress: bool = True
+) -> None:
     """
     ``breakout-sb3 resume``: continue a run from its newest complete checkpoint whose replay buffer reads back
     whole (checksum included), after cutting the run's Monitor files back to that checkpoint.
@@ -83,6 +104,7 @@ def resume(run_dir: str | Path, n_timesteps: int | None = None, refill_steps: in
     :param run_dir: the run folder
     :param n_timesteps: further agent steps (None: up to the run's original total)
     :param refill_steps: transitions collected before training resumes, if the checkpoint has no replay buffer
+    :param progress: show SB3's progress bar (steps/s, ETA)
     """
     run_dir = Path(run_dir)
     saved_file = run_dir / RESUME_FILE
@@ -102,7 +124,7 @@ def resume(run_dir: str | Path, n_timesteps: int | None = None, refill_steps: in
         f"episode {checkpoint.episodes}; {n_timesteps} more steps"
     )
     checkpoint.roll_back_monitor_files(run_dir)  # before the resumed run's Monitor opens them to append
-    argv = [*saved["argv"], "-i", str(checkpoint.model_path), "-n", str(n_timesteps)]
+    argv = with_progress([*saved["argv"], "-i", str(checkpoint.model_path), "-n", str(n_timesteps)], progress)
     options = CheckpointOptions(**saved["checkpoint_options"])
     plan = ResumePlan(checkpoint, run_dir, refill_steps, replay_buffer=replay)
     run_zoo_train(argv, options, plan, saved.get("config_entry"))
