@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import pickle
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from stable_baselines3 import DQN
 
 from breakout_sb3 import ENV_ID
 from breakout_sb3.fast import FrameStackReplayBuffer
-from callbacks import TwoPhaseEpsilonSchedule, latest_checkpoint
+from callbacks import TwoPhaseEpsilonSchedule, latest_checkpoint, read_replay_buffer
 from tests.conftest import run_cli, write_config
 
 FAST_PARAMS = ["-params", "buffer_size:3000", "n_envs:4", "gradient_steps:1"]  # the recipe's ratio with 4 envs
@@ -37,8 +36,7 @@ def test_train_fast_resume_and_evaluate(tmp_path):
     assert model._n_updates == (1200 - 36) // 4 + 1
     checkpoint = latest_checkpoint(run)
     assert checkpoint.num_timesteps == 1200 and checkpoint.has_replay_buffer
-    with open(checkpoint.path / "replay_buffer.pkl", "rb") as f:
-        replay = pickle.load(f)
+    replay = read_replay_buffer(checkpoint.replay_path)
     assert isinstance(replay, FrameStackReplayBuffer) and replay.size() * 4 == 1200
 
     result = run_cli("resume", str(run), "-n", "400", cwd=tmp_path)
