@@ -23,6 +23,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Event
 from callbacks._atomic import atomic_write, write_synced
 from callbacks._episodes import EpisodeScores, EpisodeStats
 from callbacks._run_folder import RunFolderCallback
+from callbacks._validation import PositiveInt, checked_init
 from callbacks.nonfinite import NonFiniteTrainingError, first_non_finite_parameter
 from callbacks.replay_io import check_replay_file_header, write_replay_buffer
 
@@ -251,24 +252,18 @@ class EpisodeCheckpointCallback(RunFolderCallback):
     :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
     """
 
+    @checked_init
     def __init__(
         self,
-        save_freq_episodes: int | None = 100,
-        save_freq_steps: int | None = None,
+        save_freq_episodes: PositiveInt | None = 100,
+        save_freq_steps: PositiveInt | None = None,
         save_replay_buffer: bool = True,
-        keep_last: int | None = 2,
+        keep_last: PositiveInt | None = 2,
         episode_stats: EpisodeStats = "monitor",
         log_dir: str | None = None,
         verbose: int = 1,
     ):
         super().__init__(log_dir, verbose)
-        for name, value in (
-            ("save_freq_episodes", save_freq_episodes),
-            ("save_freq_steps", save_freq_steps),
-            ("keep_last", keep_last),
-        ):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {value}")
         self.save_freq_episodes = save_freq_episodes
         self.save_freq_steps = save_freq_steps
         self.save_replay_buffer = save_replay_buffer

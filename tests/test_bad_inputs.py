@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from breakout_sb3 import ranges
 from breakout_sb3.cli import main
-from callbacks import CSVStatsCallback, StopTrainingOnRunningScore, TwoPhaseEpsilonCallback
+from callbacks import CSVStatsCallback, EpisodeCheckpointCallback, StopTrainingOnRunningScore, TwoPhaseEpsilonCallback
 from callbacks._validation import shown
 from tests.conftest import run_cli
 
@@ -155,6 +155,7 @@ CALLBACK_RANGES = {
     TwoPhaseEpsilonCallback: ["initial_eps", "middle_eps", "final_eps", "random_steps", "first_decay_steps"],
     CSVStatsCallback: ["window"],
     StopTrainingOnRunningScore: ["threshold", "window", "min_episodes"],
+    EpisodeCheckpointCallback: ["save_freq_episodes", "save_freq_steps", "keep_last"],
 }
 
 
