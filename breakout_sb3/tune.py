@@ -12,7 +12,6 @@ import functools
 import logging
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
@@ -411,12 +410,14 @@ class TuneExperimentManager(BreakoutExperimentManager):
             raise TrialInterrupted(f"{self._stop_requests[0]} before the trial started")
         if seed is not None:
             self._refuse_duplicate_seed(trial, seed)
-        if folder.exists():  # an earlier attempt of the same seed, whose trial is recorded as failed
-            shutil.rmtree(folder)
+        if folder.exists():  # an earlier attempt of the same seed, whose trial is recorded as failed: kept aside
+            aside = folder.with_name(f"replaced-{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}")
+            folder.rename(aside)
+            print(f"{folder} existed (an earlier attempt): moved to {aside}")
         folder.mkdir(parents=True)
         trial.set_user_attr("folder", str(folder.resolve()))
 
-        callbacks = [cb for cb in get_callback_list({"callback": entry.get("callback")})]
+        callbacks = get_callback_list({"callback": entry.get("callback")})
         callbacks = [cb for cb in callbacks if not isinstance(cb, LEFT_OUT_OF_TRIALS)]
         for callback in callbacks:
             if isinstance(callback, RunFolderCallback):
