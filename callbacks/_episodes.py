@@ -40,6 +40,9 @@ class EpisodeScores:
         if self._running is None:
             self._running = np.zeros(len(dones), dtype=np.float64)
         self._running += rewards
-        finished = [float(self._running[i]) for i in np.flatnonzero(dones)]
-        self._running[dones.astype(bool)] = 0.0
+        ended = np.flatnonzero(dones)
+        if len(ended) == 0:  # most steps: no per-env work
+            return []
+        finished = self._running[ended].tolist()
+        self._running[ended] = 0.0
         return finished

@@ -406,6 +406,9 @@ def test_unpickles_a_buffer_of_the_previous_format() -> None:
     state["_side_frames"] = state["_side_frames"][:-1]
     for name in ("_side_capacity", "storage_version", "_last_new_obs", "_last_terminal", "_last_done"):
         del state[name]
+    meta = state.pop("_meta")
+    state.update(_seg_len=meta[..., 0].astype(np.uint8), _head_len=meta[..., 1].astype(np.uint8))
+    state["_side_ptr"] = meta[..., 2]
     old = FrameStackReplayBuffer.__new__(FrameStackReplayBuffer)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
     for seed in range(5):

@@ -144,7 +144,7 @@ class AleVecEnv(VecEnv):
         self._stack_frames = np.ones(n_envs, dtype=np.int64)  # frames of the current life in the stack
         self._fire_next = np.zeros(n_envs, dtype=bool)
         self._game_steps = np.zeros(n_envs, dtype=np.int64)
-        self._game_score = np.zeros(n_envs, dtype=np.float64)
+        self._game_score = np.zeros(n_envs, dtype=np.int64)  # ALE's rewards are integers
         self._waiting = False
         self.t_start = time.time()
         self.results_writer: ResultsWriter | None = None
@@ -180,7 +180,7 @@ class AleVecEnv(VecEnv):
         self._stack_frames[:] = 1
         self._fire_next[:] = self.fire_reset
         self._game_steps[:] = 0
-        self._game_score[:] = 0.0
+        self._game_score[:] = 0
         self.reset_infos = [{"lives": int(lives)} for lives in self._lives]
         self._reset_seeds()
         self._reset_options()
@@ -209,30 +209,33 @@ class AleVecEnv(VecEnv):
             time_limit = ~game_over & (self._game_steps >= self.max_episode_steps)
         dones = game_over | life_lost | time_limit
 
-        self._mask_previous_life(obs)
         final_obs = info.get("final_obs")  # only there when a game is over
-        if final_obs is not None:
-            self._mask_previous_life(final_obs)
+        # Only the envs whose life began less than 4 steps ago have frames of the previous life in their stack
+        for i in np.flatnonzero(self._stack_frames < 4).tolist():
+            obs[i, : 4 - self._stack_frames[i]] = 0
+            if game_over[i]:
+                final_obs[i, : 4 - self._stack_frames[i]] = 0
 
-        infos: list[dict[str, Any]] = [
-            {"lives": int(lives[i]), "TimeLimit.truncated": bool(time_limit[i] and not life_lost[i])}
-            for i in range(self.num_envs)
-        ]
-        for i in np.flatnonzero(dones):
-            infos[i]["terminal_observation"] = final_obs[i].copy() if game_over[i] else obs[i].copy()
+        # Python work per env only where something happened: the common info dict is built in one pass
+        infos: list[dict[str, Any]] = [{"lives": n, "TimeLimit.truncated": False} for n in lives.tolist()]
+        for i in np.flatnonzero(dones).tolist():
+            info_i = infos[i]
+            info_i["TimeLimit.truncated"] = bool(time_limit[i] and not life_lost[i])
+            info_i["terminal_observation"] = final_obs[i].copy() if game_over[i] else obs[i].copy()
             if game_over[i] or time_limit[i]:
                 episode = {
                     "r": float(self._game_score[i]),
                     "l": int(self._game_steps[i]) * self.frame_skip,
                     "t": round(time.time() - self.t_start, 6),
                 }
-                infos[i]["episode"] = episode
+                info_i["episode"] = episode
                 if self.results_writer is not None:
                     self.results_writer.write_row(episode)
-                self._game_score[i] = 0.0
+                self._game_score[i] = 0
                 self._game_steps[i] = 0
-        # The new life goes on from the frame that lost the last one: that frame alone in a zeroed stack.
-        obs[life_lost, :-1] = 0
+            if life_lost[i]:
+                # The new life goes on from the frame that lost the last one: that frame alone in a zeroed stack.
+                obs[i, :-1] = 0
         if time_limit.any():
             reset_obs, reset_info = self.venv.reset(options={"reset_mask": time_limit})
             obs[time_limit] = reset_obs[time_limit]
@@ -244,11 +247,6 @@ class AleVecEnv(VecEnv):
         self._stack_frames[dones] = 1
         self._fire_next[dones] = self.fire_reset
         return obs, np.sign(raw_rewards).astype(np.float32), dones, infos
-
-    def _mask_previous_life(self, obs: np.ndarray) -> None:
-        """Zeroes, in place, the stacked frames of ``obs`` that come from before the current life."""
-        for n_frames in range(1, 4):
-            obs[self._stack_frames == n_frames, : 4 - n_frames] = 0
 
     def close(self) -> None:
         if self._waiting:

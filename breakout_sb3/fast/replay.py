@@ -113,6 +113,17 @@ class FrameStackReplayBuffer(ReplayBuffer):
         self._tensor_device = None if storage_device is None else get_device(storage_device)
 
         obs_dtype = observation_space.dtype
+        if psutil is not None and self._tensor_device is None:
+            # The frames, which are nearly all of it, before they are allocated
+            frame_bytes = int(np.prod(self.frame_shape)) * np.dtype(obs_dtype).itemsize
+            total_memory_usage = frame_bytes * (self.buffer_size + self.n_stack) * self.n_envs * 65 / 64
+            mem_available = psutil.virtual_memory().available
+            if total_memory_usage > mem_available:
+                warnings.warn(
+                    "This system does not have apparently enough memory to store the complete "
+                    f"replay buffer {total_memory_usage / 1e9:.2f}GB > {mem_available / 1e9:.2f}GB",
+                    stacklevel=2,
+                )
         # Newest frame of each step's next_obs, in row (step % _ring) * n_envs + env: n_stack more steps than
         # transitions, so that the oldest transition can still rebuild its obs. The last row stays zero.
         self._ring = self.buffer_size + self.n_stack
@@ -124,11 +135,9 @@ class FrameStackReplayBuffer(ReplayBuffer):
         self._side_frames = self._zeros((self._side_capacity + 1, *self.frame_shape), obs_dtype)
         # Changes whenever a storage tensor is reallocated (CUDA graphs that read the old one must be captured again)
         self.storage_version = 0
-        # Per transition: the number of transitions before it in its segment (at most n_stack), the number of
-        # head frames of its segment and the absolute index of the newest one in _side_frames
-        self._seg_len = np.zeros((self.buffer_size, self.n_envs), dtype=np.uint8)
-        self._head_len = np.zeros((self.buffer_size, self.n_envs), dtype=np.uint8)
-        self._side_ptr = np.zeros((self.buffer_size, self.n_envs), dtype=np.int64)
+        # Per transition (seg_len, head_len, side_ptr): the number of transitions before it in its segment (at most
+        # n_stack), the number of head frames of its segment and the absolute index of the newest one in _side_frames
+        self._meta = np.zeros((self.buffer_size, self.n_envs, 3), dtype=np.int64)
         # How far back from the newest frame of next_obs each frame of (obs, next_obs[-1]) is
         self._back = np.arange(self.n_stack, -1, -1, dtype=np.int64)
 
@@ -154,23 +163,12 @@ class FrameStackReplayBuffer(ReplayBuffer):
         self._has_last = np.zeros(self.n_envs, dtype=bool)
         self._make_mirrors()
 
-        if psutil is not None and self._tensor_device is None:
-            total_memory_usage = self.nbytes_per_transition * self.buffer_size * self.n_envs
-            mem_available = psutil.virtual_memory().available
-            if total_memory_usage > mem_available:
-                warnings.warn(
-                    "This system does not have apparently enough memory to store the complete "
-                    f"replay buffer {total_memory_usage / 1e9:.2f}GB > {mem_available / 1e9:.2f}GB",
-                    stacklevel=2,
-                )
-
     def _make_mirrors(self) -> None:
         """On a storage device: the bookkeeping that sampling reads, (seg_len, head_len, side_ptr) and state."""
         if self._tensor_device is None:
             self._meta_t = self._state_t = self._back_t = None
             return
-        meta = np.stack([self._seg_len, self._head_len, self._side_ptr], axis=-1).astype(np.int64)
-        self._meta_t = th.as_tensor(meta, device=self._tensor_device)
+        self._meta_t = th.as_tensor(self._meta, device=self._tensor_device)
         self._state_t = th.zeros(2, dtype=th.int64, device=self._tensor_device)  # n_added, sampling upper bound
         self._back_t = th.as_tensor(self._back, device=self._tensor_device)
         self._write_state()
@@ -184,7 +182,7 @@ class FrameStackReplayBuffer(ReplayBuffer):
     def nbytes_per_transition(self) -> float:
         """Bytes of all the arrays this buffer allocated (side ring and bookkeeping included) per transition."""
         arrays = [getattr(self, name) for name in (*self._STORAGE_ATTRS, *self._MIRROR_ATTRS)]
-        arrays += [self._seg_len, self._head_len, self._side_ptr, self._back, self._step_side_start]
+        arrays += [self._meta, self._back, self._step_side_start]
         arrays += [self._last_meta, self._last_done, self._has_last]
         # The last next_obs: a reference to the caller's array after add_step(), a copy after add()
         arrays.append(np.empty((self.n_envs, *self.obs_shape), dtype=self.observation_space.dtype))
@@ -215,7 +213,7 @@ class FrameStackReplayBuffer(ReplayBuffer):
         last_next = self._previous_next_frames()
         continues = self._has_last & (obs_frames == last_next).reshape(self.n_envs, -1).all(axis=1)
         timeouts = [info.get("TimeLimit.truncated", False) for info in infos]
-        self._store(obs_frames, next_frames[:, -1], continues, action, reward, done, timeouts)
+        self._store(obs_frames, next_frames[:, -1], continues, action, reward, done, timeouts, None)
         self._last_next_frames = next_frames.copy()
         self._last_new_obs, self._last_terminal = None, {}
 
@@ -258,14 +256,13 @@ class FrameStackReplayBuffer(ReplayBuffer):
             self._last_new_obs, self._last_terminal = new_obs, terminal_obs
             return
         obs_frames = self._split_frames(obs, "obs")
-        newest = new_frames[:, -1]
+        terminal_newest = None
         if terminal_obs:
             envs = np.fromiter(terminal_obs, dtype=np.int64, count=len(terminal_obs))
             terminal = self._split_frames(np.stack([terminal_obs[i] for i in envs]), "terminal_observation", len(envs))
             self._check_shifted(obs_frames[envs], terminal, envs)
-            newest = newest.copy()
-            newest[envs] = terminal[:, -1]
-        self._store(obs_frames, newest, ~self._last_done, action, reward, done, timeouts)
+            terminal_newest = (envs, terminal[:, -1])
+        self._store(obs_frames, new_frames[:, -1], ~self._last_done, action, reward, done, timeouts, terminal_newest)
         self._last_new_obs, self._last_terminal, self._last_next_frames = new_obs, terminal_obs, None
 
     def _previous_next_frames(self) -> np.ndarray:
@@ -300,8 +297,12 @@ class FrameStackReplayBuffer(ReplayBuffer):
         reward: np.ndarray,
         done: np.ndarray,
         timeouts: Any,
+        replaced: tuple[np.ndarray, np.ndarray] | None,
     ) -> None:
-        """Store one transition per env: ``newest`` is the newest frame of each next_obs."""
+        """
+        Store one transition per env: ``newest`` is the newest frame of each next_obs, but for the envs of
+        ``replaced`` (envs, their newest frames) if given.
+        """
         meta = np.empty((self.n_envs, 3), dtype=np.int64)  # seg_len, head_len, side_ptr
         meta[:, 0] = np.minimum(self._last_meta[:, 0] + 1, self.n_stack)
         meta[:, 1:] = self._last_meta[:, 1:]
@@ -323,10 +324,10 @@ class FrameStackReplayBuffer(ReplayBuffer):
         self._side_count = side_count
         row = (self._n_added % self._ring) * self.n_envs
         self._frames[row : row + self.n_envs] = self._to_storage(newest)
+        if replaced is not None:
+            self._frames[self._to_storage(row + replaced[0])] = self._to_storage(replaced[1])
 
-        self._seg_len[self.pos] = meta[:, 0]
-        self._head_len[self.pos] = meta[:, 1]
-        self._side_ptr[self.pos] = meta[:, 2]
+        self._meta[self.pos] = meta
         if self._meta_t is not None:
             self._meta_t[self.pos] = self._to_storage(meta)
         self._last_meta = meta
@@ -354,7 +355,7 @@ class FrameStackReplayBuffer(ReplayBuffer):
         # Sample randomly the env idx, as ReplayBuffer._get_samples does
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         transitions = batch_inds * self.n_envs + env_indices
-        stacks = self._gather_stacks(batch_inds, env_indices)
+        stacks = self._gather_frames(*self._stack_index(batch_inds, env_indices))
         if self._tensor_device is not None:
             transitions = th.as_tensor(transitions, device=self._tensor_device)
         dones = self._take(self.dones.reshape(-1), transitions)
@@ -405,11 +406,11 @@ class FrameStackReplayBuffer(ReplayBuffer):
         n = len(slots)
         if self._tensor_device is None:
             slots, envs = np.asarray(slots), np.asarray(envs)
-            stacks = self._gather_stacks(slots, envs)
+            stacks = self._gather_frames(*self._stack_index(slots, envs))
         else:
             slots = th.as_tensor(slots, device=self._tensor_device)
             envs = th.as_tensor(envs, device=self._tensor_device)
-            stacks = self._gather_stacks_t(slots, envs)
+            stacks = self._gather_frames_t(*self._stack_index_t(slots, envs))
         transitions = slots * self.n_envs + envs
         dones = self._take(self.dones.reshape(-1), transitions)
         timeouts = self._take(self.timeouts.reshape(-1), transitions)
@@ -423,62 +424,66 @@ class FrameStackReplayBuffer(ReplayBuffer):
         return ReplayBufferSamples(*(self._to_device(array) for array in data))
 
     def _to_device(self, array: Array) -> th.Tensor:
-        if isinstance(array, th.Tensor):
-            return array.to(self.device, non_blocking=True)
-        return th.from_numpy(array).to(self.device)
+        tensor = th.from_numpy(array) if isinstance(array, np.ndarray) else array
+        return tensor if tensor.device == self.device else tensor.to(self.device, non_blocking=True)
 
-    def _stack_rows(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _stack_index(self, slots: np.ndarray, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """
         Where the ``n_stack + 1`` frames of the sampled transitions (obs, then the newest frame of next_obs) are.
         Counting back from the newest frame of next_obs, frame ``k`` is the ``_frames`` row of step ``step - k``
         while ``k < n_main`` (the transition's ``seg_len + 1``), then head frame ``side_ptr - (k - n_main)`` while
         ``k < n_main + head_len``, then zero padding.
 
-        :param batch_inds: sampled slots
-        :param env_indices: sampled envs
-        :return: per transition and frame, the ``_frames`` row (the zero row for head frames and padding) and the
-            ``_side_frames`` row (the zero row but for head frames)
+        :param slots: sampled slots
+        :param envs: sampled envs
+        :return: per transition and frame, the ``_frames`` row (the zero row for head frames and padding); the
+            positions of the head frames among those, and their ``_side_frames`` rows
         """
         last = self._n_added - 1
-        steps = last - (last - batch_inds) % self.buffer_size
-        n_main = self._seg_len[batch_inds, env_indices][:, None].astype(np.int64) + 1
-        back_in_head = self._back - n_main
-        rows = ((steps[:, None] - self._back) % self._ring) * self.n_envs + env_indices[:, None]
-        rows[back_in_head >= 0] = self._zero_row
-        from_head = (back_in_head >= 0) & (back_in_head < self._head_len[batch_inds, env_indices][:, None])
-        head_rows = (self._side_ptr[batch_inds, env_indices][:, None] - back_in_head) % self._side_capacity
-        return rows, np.where(from_head, head_rows, self._side_capacity)
+        steps = last - (last - slots) % self.buffer_size
+        meta = self._meta.reshape(-1, 3)[slots * self.n_envs + envs]
+        back_in_head = self._back - (meta[:, 0:1] + 1)
+        # ((step - k) % ring) * n_envs + env, with the modulo on one number per transition
+        rows = ((steps % self._ring) * self.n_envs + envs)[:, None] - self._back * self.n_envs
+        rows[rows < 0] += self._ring * self.n_envs
+        in_head = back_in_head >= 0
+        rows[in_head] = self._zero_row
+        head_positions = np.flatnonzero(in_head & (back_in_head < meta[:, 1:2]))
+        head_rows = (meta[:, 2:3] - back_in_head).ravel()[head_positions] % self._side_capacity
+        return rows, head_positions, head_rows
 
-    def _gather_stacks(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> Array:
-        """:return: the ``n_stack + 1`` frames of each sampled transition, gathered with host-side indices"""
-        rows, side_rows = self._stack_rows(batch_inds, env_indices)
-        head_positions = np.flatnonzero(side_rows != self._side_capacity)
-        rows, head_rows = rows.ravel(), side_rows.ravel()[head_positions]
+    def _gather_frames(self, rows: np.ndarray, head_positions: np.ndarray, head_rows: np.ndarray) -> Array:
+        """:return: the frames of ``_stack_index``: ``(transitions, n_stack + 1, *frame_shape)``"""
+        n = len(rows)
         if self._tensor_device is not None:
             rows, head_positions, head_rows = (
                 th.as_tensor(array, device=self._tensor_device) for array in (rows, head_positions, head_rows)
             )
-        stacks = self._take(self._frames, rows)
+        stacks = self._take(self._frames, rows.reshape(-1))
         stacks[head_positions] = self._take(self._side_frames, head_rows)
-        return stacks.reshape(len(batch_inds), self.n_stack + 1, *self.frame_shape)
+        return stacks.reshape(n, self.n_stack + 1, *self.frame_shape)
 
-    def _gather_stacks_t(self, slots: th.Tensor, envs: th.Tensor) -> th.Tensor:
+    def _stack_index_t(self, slots: th.Tensor, envs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
-        ``_gather_stacks`` computed on the storage device, without a host synchronisation (no data-dependent
-        shapes): both rings are gathered at every frame position, one of the two reads a zero row.
+        ``_stack_index`` computed on the storage device, without a host synchronisation (no data-dependent shape):
+        :return: per transition and frame, the ``_frames`` row and the ``_side_frames`` row, one of which is the
+            zero row of its ring
         """
         assert self._meta_t is not None and self._state_t is not None and self._back_t is not None
         last = self._state_t[0] - 1
         steps = last - (last - slots) % self.buffer_size
         meta = self._meta_t[slots, envs]
-        n_main = meta[:, 0:1] + 1
-        back_in_head = self._back_t - n_main
+        back_in_head = self._back_t - (meta[:, 0:1] + 1)
         rows = ((steps[:, None] - self._back_t) % self._ring) * self.n_envs + envs[:, None]
         rows = th.where(back_in_head >= 0, self._zero_row, rows)
         from_head = (back_in_head >= 0) & (back_in_head < meta[:, 1:2])
         head_rows = th.where(from_head, (meta[:, 2:3] - back_in_head) % self._side_capacity, self._side_capacity)
+        return rows, head_rows
+
+    def _gather_frames_t(self, rows: th.Tensor, head_rows: th.Tensor) -> th.Tensor:
+        """:return: the frames of ``_stack_index_t``: ``(transitions, n_stack + 1, *frame_shape)``"""
         stacks = self._take(self._frames, rows.reshape(-1)) | self._take(self._side_frames, head_rows.reshape(-1))
-        return stacks.reshape(len(slots), self.n_stack + 1, *self.frame_shape)
+        return stacks.reshape(len(rows), self.n_stack + 1, *self.frame_shape)
 
     @staticmethod
     def _take(array: Array, index: Array) -> Array:
@@ -517,7 +522,11 @@ class FrameStackReplayBuffer(ReplayBuffer):
 
     def _zeros(self, shape: tuple[int, ...], dtype: np.typing.DTypeLike) -> Array:
         if self._tensor_device is None:
-            return np.zeros(shape, dtype=dtype)
+            # Written now rather than left to the OS to map at first write (np.zeros): a page fault per 4 kB in
+            # add() cost ~0.4 ms per vector step of 64 envs while the replay fills
+            array = np.empty(shape, dtype=dtype)
+            array.fill(0)
+            return array
         return th.zeros(shape, dtype=_torch_dtype(dtype), device=self._tensor_device)
 
     def _to_storage(self, array: np.ndarray) -> Array:
@@ -537,6 +546,8 @@ class FrameStackReplayBuffer(ReplayBuffer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "_side_capacity" not in state:  # pickled by an earlier version: no zero row after the head-frame ring
+            meta = [state.pop(name).astype(np.int64) for name in ("_seg_len", "_head_len", "_side_ptr")]
+            state["_meta"] = np.stack(meta, axis=-1)
             side = state["_side_frames"]
             state["_side_capacity"] = len(side)
             state["_side_frames"] = np.concatenate([side, np.zeros_like(side[:1])])
