@@ -10,8 +10,8 @@ Categories (exclusive: a nested region's time is not counted in the region aroun
 - ``act``: choosing the actions (``_sample_action``), of which ``act_net`` is the network (``policy._predict``).
 - ``store``: ``_store_transition`` (the replay's ``add`` included).
 - ``sample``: the replay's ``sample``/``sample_batches``, of which ``sample_gather`` is the copying of the sampled
-  frames (``_take`` of ``FrameStackReplayBuffer``, ``_get_samples`` of SB3's buffer): on a GPU with the replay on
-  it, that copy runs on the device.
+  frames (``_gather_frames`` of ``FrameStackReplayBuffer``; all of ``_get_samples`` for SB3's buffer): on a GPU
+  with the replay on it, that copy runs on the device.
 - ``update``: the gradient steps (``train`` for SB3's DQN; ``_run_updates`` for ``FastDQN``), of which
   ``update_net`` is the updates' arithmetic (``FastDQN._update``: forward, backward, clipping, Adam; for SB3's DQN
   ``train`` cannot be split, so all of it counts as ``update_net``). On a GPU, host time: launching the kernels,
@@ -52,6 +52,7 @@ class Clock:
         self._stack = ["other"]
         self._mark = time.perf_counter()
         self._cpu_mark = time.thread_time()
+        self.calls = 0
 
     def restart(self) -> None:
         """Forget everything measured so far (after a warm-up)."""
@@ -60,6 +61,7 @@ class Clock:
         self._stack[:] = ["other"]
         self._mark = time.perf_counter()
         self._cpu_mark = time.thread_time()
+        self.calls = 0
 
     def _switch(self, category: str | None) -> None:
         """Count the time since the last switch in the current region, then enter ``category`` (None: leave)."""
@@ -82,6 +84,7 @@ class Clock:
         """:return: ``function``, its time counted in ``category``"""
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
             self._switch(category)
             try:
                 return function(*args, **kwargs)
@@ -94,8 +97,28 @@ class Clock:
         """Count the time of ``obj.method`` in ``category``, through an instance attribute that shadows it."""
         setattr(obj, method, self.wrap(category, getattr(obj, method)))
 
+    @staticmethod
+    def overhead(calls: int = 20_000) -> tuple[float, float]:
+        """:return: the wall-clock and CPU seconds that timing one call adds (measured on a call that does nothing)"""
+        clock = Clock()
+        timed, plain = clock.wrap("act", lambda: None), lambda: None
+        costs = []
+        for function in (plain, timed, plain, timed):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            for _ in range(calls):
+                function()
+            costs.append(((time.perf_counter() - wall) / calls, (time.thread_time() - cpu) / calls))
+        return (
+            max(0.0, min(costs[1][0], costs[3][0]) - min(costs[0][0], costs[2][0])),
+            max(0.0, min(costs[1][1], costs[3][1]) - min(costs[0][1], costs[2][1])),
+        )
+
     def breakdown(self, agent_steps: int) -> dict[str, Any]:
-        """:return: microseconds per agent step: each category (its parts included), its parts, and ``python``"""
+        """
+        :return: microseconds per agent step: each category (its parts included), its parts, ``python``, and what
+            the timing itself added (``clock_overhead``, mostly inside the Python categories: not subtracted)
+        """
+        wall_overhead, cpu_overhead = self.overhead()
         us = {name: seconds * 1e6 / agent_steps for name, seconds in self.seconds.items()}
         cpu_us = {name: seconds * 1e6 / agent_steps for name, seconds in self.cpu_seconds.items()}
         categories = {name: us[name] for name in CATEGORIES}
@@ -111,6 +134,9 @@ class Clock:
             "cpu_breakdown_us_per_step": cpu_categories,
             "cpu_parts_us_per_step": {part: cpu_us[part] for part in PARTS},
             "python_cpu_us_per_step": sum(cpu_us.values()) - sum(cpu_us[name] for name in NOT_PYTHON),
+            "clock_overhead_us_per_step": self.calls * wall_overhead * 1e6 / agent_steps,
+            "clock_overhead_cpu_us_per_step": self.calls * cpu_overhead * 1e6 / agent_steps,
+            "timed_calls_per_step": self.calls / agent_steps,
         }
 
 
@@ -141,7 +167,8 @@ def instrument(model: OffPolicyAlgorithm, clock: Clock) -> None:
     for method in ("sample", "sample_batches"):
         if hasattr(replay, method):
             clock.hook(replay, method, "sample")
-    clock.hook(replay, "_take" if hasattr(replay, "_take") else "_get_samples", "sample_gather")
+    for method in ("_gather_frames", "_gather_frames_t") if hasattr(replay, "_gather_frames") else ("_get_samples",):
+        clock.hook(replay, method, "sample_gather")
     if hasattr(model, "_run_updates"):  # FastDQN
         clock.hook(model, "_run_updates", "update")
         clock.hook(model, "_update", "update_net")

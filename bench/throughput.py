@@ -161,6 +161,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         replay_bytes_per_transition=replay_bytes_per_transition(model.replay_buffer),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **clock.breakdown(steps),
+        warmup=spec["warmup"],
         steps=steps,
         seconds=seconds,
         gradient_steps=model.gradient_steps,
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="short runs (about 3 minutes on 2 CPU cores)")
     parser.add_argument("--steps", type=int, help="timed agent steps per configuration")
     parser.add_argument("--warmup", type=int, help="agent steps before timing")
+    parser.add_argument("--vanilla-steps", type=int, help="timed agent steps of vanilla (default: --steps)")
+    parser.add_argument("--vanilla-warmup", type=int, help="warm-up agent steps of vanilla (default: --warmup)")
     parser.add_argument("--n-envs", type=int, nargs="+", default=[16], help="envs of the fast configurations")
     parser.add_argument("--configs", nargs="+", choices=["vanilla", "fast"], default=["vanilla", "fast"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -256,6 +259,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = []
     for config, n_envs in specs:
         spec = {"config": config, "device": args.device, "n_envs": n_envs, "warmup": warmup, "steps": steps}
+        if config == "vanilla":
+            spec.update(warmup=args.vanilla_warmup or warmup, steps=args.vanilla_steps or steps)
         spec.update(threads=args.threads, env_threads=args.env_threads)
         load_before = load()
         result = in_process("run_config", spec)
@@ -288,8 +293,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "configs": results,
         "speedup": speedup,
         "ceiling": ceiling,
-        "warmup": warmup,
-        "steps": steps,
         "host": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
         "versions": {"torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__},
     }
@@ -331,7 +334,11 @@ def print_table(results: list[dict[str, Any]], ceiling: dict[str, Any]) -> None:
                 part = {"act": "act_net", "sample": "sample_gather", "update": "update_net"}.get(name)
                 cells.append(f"{name} {b[name]:.1f}" + (f" [{parts[part]:.1f}]" if part else ""))
             python = r["python_us_per_step"] if clock == "wall" else r["python_cpu_us_per_step"]
-            print(f"  {r['config']} x{r['n_envs']} {clock:4}: python {python:.1f}; " + ", ".join(cells))
+            overhead = r["clock_overhead_us_per_step" if clock == "wall" else "clock_overhead_cpu_us_per_step"]
+            print(
+                f"  {r['config']} x{r['n_envs']} {clock:4}: python {python:.1f} (timing it added {overhead:.1f}); "
+                + ", ".join(cells)
+            )
 
 
 if __name__ == "__main__":
