@@ -1,0 +1,214 @@
+"""
+A run that plays: the fast configuration trained from scratch for a wall-clock budget, then ``breakout-sb3 evaluate``
+over full games at epsilon 0.05, with the learning curve drawn by ``breakout-sb3 plot``.
+
+    python bench/learning_run.py --device cuda --seconds 480 --n-envs 64 --out-dir runs/learning \\
+        --json bench/results/learning_h100.json --plot docs/learning_run.png
+
+The recipe's fast entry of hyperparams/dqn.yml (``n_envs`` may be changed, the replay ratio kept: gradient steps
+per vector step scale with it), built through the library API with the YAML's callbacks writing into --out-dir
+(epsilon schedule, CSV, checkpoints every 100 games without the replay, NaN guard) and a Monitor file of the games.
+The YAML's stop rule is left out, so that it cannot end the run before its budget: what it would have judged (its
+running score at the end) is printed and written to the JSON. Then the final model is saved (a plain DQN zip) and
+played with ``python -m breakout_sb3 evaluate``: the recipe's own env stack (SB3's AtariWrapper), full games.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+ENV_ID = "BreakoutNoFrameskip-v4"
+FAST_ENTRY = f"{ENV_ID}-fast"
+DQN_KEYS = (
+    "learning_rate",
+    "buffer_size",
+    "learning_starts",
+    "batch_size",
+    "gamma",
+    "train_freq",
+    "gradient_steps",
+    "target_update_interval",
+    "max_grad_norm",
+)
+STOP_RULE = "callbacks.StopTrainingOnRunningScore"
+
+
+def fast_hyperparams(n_envs: int | None) -> dict[str, Any]:
+    """:return: the YAML's fast entry, with ``n_envs`` envs and the gradient steps that keep its replay ratio"""
+    hyperparams = yaml.safe_load((REPO / "hyperparams" / "dqn.yml").read_text())[FAST_ENTRY]
+    if n_envs is not None and n_envs != hyperparams["n_envs"]:
+        steps = hyperparams["gradient_steps"] * n_envs / hyperparams["n_envs"]
+        if steps != int(steps):
+            raise ValueError(f"--n-envs {n_envs} cannot keep the replay ratio of {hyperparams['n_envs']} envs")
+        hyperparams.update(n_envs=n_envs, gradient_steps=int(steps))
+    return hyperparams
+
+
+def build(hyperparams: dict[str, Any], device: str, seed: int, out_dir: Path) -> Any:
+    from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
+
+    frame_skip = 4
+    env = AleVecEnv(
+        n_envs=hyperparams["n_envs"],
+        seed=seed,
+        max_episode_steps=hyperparams["env_kwargs"]["max_episode_steps"] // frame_skip,
+        monitor_file=str(out_dir / "0.monitor.csv"),
+    )
+    kwargs = {key: hyperparams[key] for key in DQN_KEYS}
+    kwargs["policy_kwargs"] = eval(hyperparams["policy_kwargs"])  # the YAML's string, as rl-zoo3 evaluates it
+    storage = {"storage_device": device} if device.startswith("cuda") else {}
+    return FastDQN(
+        "CnnPolicy",
+        env,
+        replay_buffer_class=FrameStackReplayBuffer,
+        replay_buffer_kwargs=storage,
+        seed=seed,
+        device=device,
+        **kwargs,
+    )
+
+
+class WatchedStopRule(BaseCallback):
+    """
+    The YAML's stop rule, disarmed: it counts the run's episodes and scores as it would, and records the step at
+    which it would have stopped the run, but never stops it (nor saves a model).
+
+    :param rule: a ``StopTrainingOnRunningScore``
+    """
+
+    def __init__(self, rule: BaseCallback):
+        super().__init__()
+        self.rule = rule
+        self.threshold = rule.threshold
+        rule.threshold = float("inf")
+        self.would_stop_at: int | None = None
+
+    def _init_callback(self) -> None:
+        self.rule.init_callback(self.model)
+
+    def _on_step(self) -> bool:
+        self.rule.update_locals(self.locals)
+        self.rule.on_step()
+        rule = self.rule
+        if self.would_stop_at is None and rule.episodes >= rule.min_episodes and rule.running_score > self.threshold:
+            self.would_stop_at = self.num_timesteps
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "episodes": self.rule.episodes,
+            "running_score": self.rule.running_score,
+            "would_have_stopped_at_step": self.would_stop_at,
+        }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--seconds", type=float, required=True, help="wall-clock training budget (at most 600)")
+    parser.add_argument("--n-envs", type=int, help="envs per vector step (default: the YAML's)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--episodes", type=int, default=10, help="full games played by the evaluation")
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--json", type=Path, help="the learning result (default: <out-dir>/learning.json)")
+    parser.add_argument("--plot", type=Path, help="the learning curve (default: <out-dir>/curve.png)")
+    args = parser.parse_args(argv)
+    if not 0 < args.seconds <= 600:
+        parser.error("--seconds must be in (0, 600]")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = args.json or args.out_dir / "learning.json"
+    plot_path = args.plot or args.out_dir / "curve.png"
+
+    import torch as th
+    from learning_curve import StopAfterSeconds, yaml_callbacks
+    from stable_baselines3.common.utils import set_random_seed
+    from throughput import device_name, git_commit
+
+    from breakout_sb3.errors import BreakoutSB3Error
+    from breakout_sb3.plot import plot
+
+    hyperparams = fast_hyperparams(args.n_envs)
+    entries = [e for e in hyperparams["callback"] if (e if isinstance(e, str) else next(iter(e))) != STOP_RULE]
+    stop_entries = [e for e in hyperparams["callback"] if e not in entries]
+    callbacks = yaml_callbacks({**hyperparams, "callback": entries}, args.out_dir)
+    stop_rules = yaml_callbacks({**hyperparams, "callback": stop_entries}, args.out_dir)
+    watchers = [WatchedStopRule(rule) for rule in stop_rules]
+
+    set_random_seed(args.seed)
+    model = build(hyperparams, args.device, args.seed, args.out_dir)
+    print(
+        f"fast configuration: {hyperparams['n_envs']} envs, {hyperparams['gradient_steps']} gradient steps of "
+        f"{hyperparams['batch_size']} per vector step, on {args.device}; {args.seconds:.0f} s of training"
+    )
+    start = time.perf_counter()
+    model.learn(
+        hyperparams["n_timesteps"],
+        callback=[*callbacks, *watchers, StopAfterSeconds(args.seconds)],
+        log_interval=None,
+    )
+    if args.device.startswith("cuda"):
+        th.cuda.synchronize()
+    wall_seconds = time.perf_counter() - start
+    model.get_env().close()
+    steps = model.num_timesteps
+    print(
+        f"trained {steps} agent steps in {wall_seconds:.0f} s ({steps / wall_seconds:.0f} steps/s), "
+        f"{model._n_updates} gradient steps, epsilon {model.exploration_rate:.3f}"
+    )
+    stop_rule = None
+    for watcher in watchers:
+        stop_rule = watcher.summary()
+        print(f"the stop rule, watched only: {stop_rule}")
+    model_path = args.out_dir / "final_model.zip"
+    model.save(model_path)
+
+    eval_path = args.out_dir / "eval.json"
+    command = [sys.executable, "-m", "breakout_sb3", "evaluate", str(model_path), "--episodes", str(args.episodes)]
+    command += ["--epsilon", "0.05", "--seed", str(args.seed), "--device", args.device, "--json", str(eval_path)]
+    subprocess.run(command, check=True, cwd=REPO)
+    evaluation = json.loads(eval_path.read_text())
+    try:
+        print(plot([args.out_dir], out=plot_path))
+    except BreakoutSB3Error as e:  # a run too short to have finished an episode
+        print(f"no plot: {e}")
+
+    result = {
+        "kind": "learning",
+        "device": device_name("cuda" if args.device.startswith("cuda") else "cpu"),
+        "commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": wall_seconds,
+        "agent_steps": steps,
+        "eval": {"episodes": len(evaluation["scores"]), "epsilon": evaluation["epsilon"]}
+        | {key: evaluation[key] for key in ("mean", "std", "min", "max")},
+        "eval_scores": evaluation["scores"],
+        "n_envs": hyperparams["n_envs"],
+        "gradient_steps": hyperparams["gradient_steps"],
+        "gradient_steps_done": model._n_updates,
+        "final_epsilon": model.exploration_rate,
+        "stop_rule_left_out": stop_rule,
+        "seed": args.seed,
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"evaluation: {result['eval']}; written to {json_path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
