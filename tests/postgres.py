@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
+import psycopg
 import pytest
 
 SERVER_USER = "postgres"
@@ -37,11 +37,8 @@ class PostgresServer:
     def create_database(self) -> str:
         """:return: the URL of a new, empty database"""
         name = f"test_{uuid.uuid4().hex[:12]}"
-        connection = psycopg2.connect(host=str(self.socket_dir), user="postgres", dbname="postgres")
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        connection.close()
+        with psycopg.connect(host=str(self.socket_dir), user="postgres", dbname="postgres", autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
 
