@@ -62,6 +62,7 @@ def test_clock_counts_nested_regions_exclusively():
 @pytest.mark.parametrize(("config", "n_envs"), [("vanilla", 1), ("fast", 8)])
 def test_run_config_breaks_down_the_learner_threads_time(config, n_envs):
     spec = {"config": config, "device": "cpu", "n_envs": n_envs, "warmup": 64, "steps": 192, "threads": 1}
+    spec["overlap_env"] = True
     result = throughput.run_config(spec)
     assert set(result) >= SCHEMA_KEYS and set(result["breakdown_us_per_step"]) == set(CATEGORIES)
     json.dumps(result)

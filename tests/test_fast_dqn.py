@@ -56,11 +56,12 @@ def test_one_update_is_sb3s_update_on_identical_inputs():
     env.close()
 
 
-def test_same_number_of_updates_and_target_syncs_as_sb3():
+@pytest.mark.parametrize("overlap_env", [True, False])
+def test_same_number_of_updates_and_target_syncs_as_sb3(overlap_env):
     env = breakout_env(n_envs=4, seed=0)
     kwargs = recipe_kwargs(buffer_size=500, seed=0, train_freq=1, target_update_interval=100)
     vanilla = DQN("CnnPolicy", env, **kwargs).learn(400)
-    fast = FastDQN("CnnPolicy", breakout_env(n_envs=4, seed=0), **kwargs).learn(400)
+    fast = FastDQN("CnnPolicy", breakout_env(n_envs=4, seed=0), overlap_env=overlap_env, **kwargs).learn(400)
     assert fast.num_timesteps == vanilla.num_timesteps == 400
     assert fast._n_updates == vanilla._n_updates > 0
     assert fast._n_calls == vanilla._n_calls

@@ -54,7 +54,9 @@ class FastDQN(DQN):
     ``gradient_steps`` must be >= 1 and ``train_freq`` in steps. Keep the replay ratio of the recipe
     (``gradient_steps * batch_size / (train_freq * n_envs)`` = 32 / 4) when changing ``n_envs``.
 
-    :param cuda_graph: capture the update in a CUDA graph when the model is on a CUDA device
+    :param cuda_graph: capture the updates in a CUDA graph when the model is on a CUDA device
+    :param overlap_env: launch the updates due after a vector step while the envs compute it (pipelined, see above);
+        False: after it, as SB3 does (on a small CPU, where the env threads and the update compete for the cores)
     :param kwargs: ``DQN``'s parameters
     """
 
@@ -69,8 +71,9 @@ class FastDQN(DQN):
         "_mode_modules_list",
     )
 
-    def __init__(self, *args: Any, cuda_graph: bool = True, **kwargs: Any):
+    def __init__(self, *args: Any, cuda_graph: bool = True, overlap_env: bool = True, **kwargs: Any):
         self.cuda_graph = cuda_graph
+        self.overlap_env = overlap_env
         self._graph: th.cuda.CUDAGraph | None = None
         self._static: dict[str, th.Tensor] = {}
         self._graph_key: tuple | None = None
@@ -152,7 +155,7 @@ class FastDQN(DQN):
             actions, buffer_actions = self._sample_action(learning_starts, action_noise, env.num_envs)
             env.step_async(actions)
             last_step = num_collected_steps + 1 == train_freq.frequency
-            if last_step and self.num_timesteps + env.num_envs > learning_starts:
+            if self.overlap_env and last_step and self.num_timesteps + env.num_envs > learning_starts:
                 self._run_updates(self.gradient_steps, self.batch_size)
             new_obs, rewards, dones, infos = env.step_wait()
 
@@ -176,7 +179,10 @@ class FastDQN(DQN):
         return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, continue_training)
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        # Called by SB3's learn() after each rollout: the updates already ran during the rollout's last env step.
+        # Called by SB3's learn() after each rollout: with overlap_env the updates already ran during the rollout's
+        # last env step; without, they run here, as in SB3.
+        if not self.overlap_env:
+            self._run_updates(gradient_steps, batch_size)
         if self._loss_count:
             assert self._loss_sum is not None
             # One device sync per rollout, after the GPU has finished the updates the next action waits for anyway.
@@ -344,7 +350,9 @@ class FastDQN(DQN):
         :return: the sum of the losses (a tensor the next replay overwrites)
         """
         replay = self.replay_buffer
-        in_graph = batched and getattr(replay, "_tensor_device", None) == self.device
+        storage = getattr(replay, "_tensor_device", None)
+        on_this_gpu = storage is not None and storage.type == "cuda" and storage.index in (None, self.device.index)
+        in_graph = batched and on_this_gpu
         lr = self.policy.optimizer.param_groups[0]["lr"]
         key = (gradient_steps, batch_size, lr, in_graph, getattr(replay, "storage_version", 0))
         data = None
@@ -377,23 +385,25 @@ class FastDQN(DQN):
         params = list(self.policy.parameters())
         saved_params = [p.detach().clone() for p in params]
         saved_state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
-        side = th.cuda.Stream()
-        side.wait_stream(th.cuda.current_stream())
-        with th.cuda.stream(side):
-            for _ in range(3):
-                self._updates(gradient_steps, batch_size, batched, inputs)
-        th.cuda.current_stream().wait_stream(side)
         graph = th.cuda.CUDAGraph()
-        with th.cuda.graph(graph):
-            static["loss_sum"] = self._updates(gradient_steps, batch_size, batched, inputs)
-        with th.no_grad():
-            for param, saved in zip(params, saved_params, strict=True):
-                param.copy_(saved)
-            for param, state in optimizer.state.items():
-                before = saved_state.get(id(param))
-                for key_, value in state.items():
-                    if before is not None and key_ in before:
-                        value.copy_(before[key_])
-                    elif th.is_tensor(value):
-                        value.zero_()  # state Adam created during the warm-up: as if it had never stepped
+        try:
+            side = th.cuda.Stream()
+            side.wait_stream(th.cuda.current_stream())
+            with th.cuda.stream(side):
+                for _ in range(3):
+                    self._updates(gradient_steps, batch_size, batched, inputs)
+            th.cuda.current_stream().wait_stream(side)
+            with th.cuda.graph(graph):
+                static["loss_sum"] = self._updates(gradient_steps, batch_size, batched, inputs)
+        finally:  # captured or not, as if the warm-up updates had never run
+            with th.no_grad():
+                for param, saved in zip(params, saved_params, strict=True):
+                    param.copy_(saved)
+                for param, state in optimizer.state.items():
+                    before = saved_state.get(id(param))
+                    for key_, value in state.items():
+                        if before is not None and key_ in before:
+                            value.copy_(before[key_])
+                        elif th.is_tensor(value):
+                            value.zero_()  # state Adam created during the warm-up: as if it had never stepped
         self._graph, self._static, self._graph_key = graph, static, key
