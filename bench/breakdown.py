@@ -21,7 +21,9 @@ Categories (exclusive: a nested region's time is not counted in the region aroun
   logging, the env's Python outside ``env_wait``).
 
 ``python``: the learner thread's own Python work, everything except ``env_wait``, the networks' arithmetic
-(``act_net``, ``update_net``) and ``sample_gather``. Each region is timed twice: wall-clock time (the breakdown,
+(``act_net``, ``update_net``) and ``sample_gather``; ``python_outside_graph``: the part of it that stays on the host
+when a CUDA graph samples and updates (``python`` less ``sample`` and ``update`` outside their parts), as
+``FastDQN`` does on a GPU with the replay on it. Each region is timed twice: wall-clock time (the breakdown,
 which adds up to the run's time) and the thread's CPU time (``python_cpu``: the same work, without the time the
 thread waited for a core, so that a busy machine does not inflate it).
 """
@@ -134,6 +136,10 @@ class Clock:
             "cpu_breakdown_us_per_step": cpu_categories,
             "cpu_parts_us_per_step": {part: cpu_us[part] for part in PARTS},
             "python_cpu_us_per_step": sum(cpu_us.values()) - sum(cpu_us[name] for name in NOT_PYTHON),
+            "python_outside_graph_us_per_step": sum(us[name] for name in ("act", "store", "callbacks", "other")),
+            "python_outside_graph_cpu_us_per_step": sum(
+                cpu_us[name] for name in ("act", "store", "callbacks", "other")
+            ),
             "clock_overhead_us_per_step": self.calls * wall_overhead * 1e6 / agent_steps,
             "clock_overhead_cpu_us_per_step": self.calls * cpu_overhead * 1e6 / agent_steps,
             "timed_calls_per_step": self.calls / agent_steps,

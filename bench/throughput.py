@@ -119,6 +119,21 @@ def build(
     )
 
 
+def stub_networks(model: Any) -> None:
+    """
+    Replace the networks' arithmetic with constant-time stand-ins (random actions, no update), so that what is left
+    is the learner thread's own work: the Python figure without the arithmetic and without what the arithmetic does
+    to the caches the Python code then runs on (on a GPU machine the networks run on the GPU).
+    """
+    import torch as th
+
+    zero = th.zeros((), device=model.device)
+    generator = th.Generator().manual_seed(0)
+    n_actions = model.action_space.n
+    model._update = lambda *args: zero
+    model.policy._predict = lambda obs, deterministic=True: th.randint(0, n_actions, (len(obs),), generator=generator)
+
+
 def replay_bytes_per_transition(replay: Any) -> float:
     if hasattr(replay, "nbytes_per_transition"):
         return replay.nbytes_per_transition
@@ -137,6 +152,8 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     device = spec["device"]
     with tempfile.TemporaryDirectory(prefix="bench_") as log_dir:
         model = build(spec["config"], device, spec["n_envs"], log_dir, spec.get("env_threads"), spec["overlap_env"])
+        if spec.get("stub_networks"):
+            stub_networks(model)
         clock = Clock()
         instrument(model, clock)
         callback = TimedCallbackList(yaml_callbacks(recipe(), Path(log_dir)), clock)
@@ -171,6 +188,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         threads={"torch": th.get_num_threads(), "env": env_threads},
         overlap_env=getattr(model, "overlap_env", None),
         epsilon=model.exploration_rate,
+        stub_networks=bool(spec.get("stub_networks")),
     )
 
 
@@ -240,6 +258,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--no-overlap", action="store_true", help="fast: the updates after the env step, not while it runs"
     )
+    parser.add_argument(
+        "--stub-networks",
+        action="store_true",
+        help="fast only: the networks replaced by constant-time stand-ins, to measure the Python work alone",
+    )
     parser.add_argument("--ceiling-repeats", type=int, default=5, help="timed updates per ceiling measurement")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     args = parser.parse_args(argv)
@@ -261,6 +284,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ceiling_spec = {"device": args.device, "threads": args.threads, "repeats": args.ceiling_repeats}
     ceilings = [in_process("measure_ceiling", ceiling_spec)]
+    if args.stub_networks:
+        args.configs = ["fast"]  # SB3's train() samples and updates in one: nothing to stub it by
     specs = [("vanilla", 1)] if "vanilla" in args.configs else []
     specs += [("fast", n) for n in args.n_envs] if "fast" in args.configs else []
     results = []
@@ -269,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if config == "vanilla":
             spec.update(warmup=args.vanilla_warmup or warmup, steps=args.vanilla_steps or steps)
         spec.update(threads=args.threads, env_threads=args.env_threads, overlap_env=not args.no_overlap)
+        spec["stub_networks"] = args.stub_networks
         load_before = load()
         result = in_process("run_config", spec)
         result["load"] = [load_before, load()]
@@ -345,11 +371,12 @@ def print_table(results: list[dict[str, Any]], ceiling: dict[str, Any]) -> None:
             for name in CATEGORIES:
                 part = {"act": "act_net", "sample": "sample_gather", "update": "update_net"}.get(name)
                 cells.append(f"{name} {b[name]:.1f}" + (f" [{parts[part]:.1f}]" if part else ""))
-            python = r["python_us_per_step"] if clock == "wall" else r["python_cpu_us_per_step"]
-            overhead = r["clock_overhead_us_per_step" if clock == "wall" else "clock_overhead_cpu_us_per_step"]
+            python = r[f"python_{prefix}us_per_step"]
+            outside = r[f"python_outside_graph_{prefix}us_per_step"]
+            overhead = r[f"clock_overhead_{prefix}us_per_step"]
             print(
-                f"  {r['config']} x{r['n_envs']} {clock:4}: python {python:.1f} (timing it added {overhead:.1f}); "
-                + ", ".join(cells)
+                f"  {r['config']} x{r['n_envs']} {clock:4}: python {python:.1f}, outside a graph {outside:.1f} "
+                f"(timing added {overhead:.1f}); " + ", ".join(cells)
             )
 
 

@@ -91,3 +91,15 @@ def test_ceiling_times_one_update_of_the_recipe():
     result = throughput.measure_ceiling({"device": "cpu", "threads": 1, "repeats": 2})
     assert len(result["update_ms"]) == 2 and all(0 < ms < 10_000 for ms in result["update_ms"])
     assert result["threads"] == 1
+
+
+def test_stubbed_networks_leave_the_python_work():
+    spec = {"config": "fast", "device": "cpu", "n_envs": 8, "warmup": 64, "steps": 256, "threads": 1}
+    spec.update(overlap_env=True, stub_networks=True)
+    result = throughput.run_config(spec)
+    assert result["stub_networks"]
+    parts = result["parts_us_per_step"]
+    # No network: what is left of acting and updating is the Python around them
+    assert parts["act_net"] < 0.2 * result["breakdown_us_per_step"]["act"] + 5
+    assert parts["update_net"] < result["breakdown_us_per_step"]["update"]
+    assert 0 < result["python_outside_graph_cpu_us_per_step"] < result["python_cpu_us_per_step"]
