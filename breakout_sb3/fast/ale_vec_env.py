@@ -142,9 +142,11 @@ class AleVecEnv(VecEnv):
 
         self._lives = np.zeros(n_envs, dtype=np.int32)
         self._stack_frames = np.ones(n_envs, dtype=np.int64)  # frames of the current life in the stack
+        # Row k: 1 for the stacked frames of a life that has k frames in the stack (the last k), 0 for older ones
+        self._keep_frames = (np.arange(4)[None, :] >= 4 - np.arange(4)[:, None]).astype(np.uint8)
         self._fire_next = np.zeros(n_envs, dtype=bool)
         self._game_steps = np.zeros(n_envs, dtype=np.int64)
-        self._game_score = np.zeros(n_envs, dtype=np.int64)  # ALE's rewards are integers
+        self._game_score = np.zeros(n_envs, dtype=np.int32)  # ALE's rewards are int32
         self._waiting = False
         self.t_start = time.time()
         self.results_writer: ResultsWriter | None = None
@@ -211,10 +213,13 @@ class AleVecEnv(VecEnv):
 
         final_obs = info.get("final_obs")  # only there when a game is over
         # Only the envs whose life began less than 4 steps ago have frames of the previous life in their stack
-        for i in np.flatnonzero(self._stack_frames < 4).tolist():
-            obs[i, : 4 - self._stack_frames[i]] = 0
-            if game_over[i]:
-                final_obs[i, : 4 - self._stack_frames[i]] = 0
+        young = np.flatnonzero(self._stack_frames < 4)
+        if len(young):
+            # Per young env, 1 for the frames of its current life, 0 for the older ones
+            keep = self._keep_frames[self._stack_frames[young]][:, :, None, None]
+            obs[young] *= keep
+            if final_obs is not None:
+                final_obs[young] *= keep
 
         # Python work per env only where something happened: the common info dict is built in one pass
         infos: list[dict[str, Any]] = [{"lives": n, "TimeLimit.truncated": False} for n in lives.tolist()]
