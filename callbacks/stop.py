@@ -6,10 +6,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from callbacks._atomic import atomic_save_model
-from callbacks._episodes import EpisodeScores, EpisodeStats
+from callbacks._episodes import EpisodeScores, EpisodeStats, mean_score
 from callbacks._run_folder import RunFolderCallback
 from callbacks._validation import FiniteFloat, NonNegativeInt, PositiveInt, checked_init
 
@@ -64,7 +62,7 @@ class StopTrainingOnRunningScore(RunFolderCallback):
     @property
     def running_score(self) -> float:
         """Mean score over the last ``window`` episodes (nan before the first one)."""
-        return float(np.mean(self.recent_scores)) if self.recent_scores else float("nan")
+        return mean_score(self.recent_scores)
 
     def _on_step(self) -> bool:
         for score in self._scores.update(self.locals["rewards"], self.locals["dones"], self.locals["infos"]):
