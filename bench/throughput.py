@@ -51,6 +51,7 @@ ENV_ID = "BreakoutNoFrameskip-v4"
 # The recipe's epsilon schedule reaches 0.1 here (50,000 + 1,000,000 steps)
 START_STEP = 1_050_000
 AGENT_STEPS_PER_UPDATE = 4
+LOG_INTERVAL = 100  # episodes between SB3 log tables, as `breakout-sb3 train` prints them
 CATEGORIES = ("env_wait", "act", "store", "sample", "update", "callbacks", "other")  # as bench/breakdown.py
 
 
@@ -158,13 +159,13 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         instrument(model, clock)
         callback = TimedCallbackList(yaml_callbacks(recipe(), Path(log_dir)), clock)
         model.num_timesteps = START_STEP - spec["warmup"]
-        model.learn(spec["warmup"], callback=callback, reset_num_timesteps=False)
+        model.learn(spec["warmup"], callback=callback, log_interval=LOG_INTERVAL, reset_num_timesteps=False)
         if device == "cuda":
             th.cuda.synchronize()
         steps_before, updates_before = model.num_timesteps, model._n_updates
         clock.restart()
         start = time.perf_counter()
-        model.learn(spec["steps"], callback=callback, reset_num_timesteps=False)
+        model.learn(spec["steps"], callback=callback, log_interval=LOG_INTERVAL, reset_num_timesteps=False)
         if device == "cuda":
             th.cuda.synchronize()
         seconds = time.perf_counter() - start
