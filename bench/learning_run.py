@@ -31,19 +31,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-ENV_ID = "BreakoutNoFrameskip-v4"
+from learning_curve import DQN_KEYS, ENV_ID  # noqa: E402  (bench/ is on the path only from here)
+
 FAST_ENTRY = f"{ENV_ID}-fast"
-DQN_KEYS = (
-    "learning_rate",
-    "buffer_size",
-    "learning_starts",
-    "batch_size",
-    "gamma",
-    "train_freq",
-    "gradient_steps",
-    "target_update_interval",
-    "max_grad_norm",
-)
 STOP_RULE = "callbacks.StopTrainingOnRunningScore"
 
 
