@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch as th
 import yaml
 from stable_baselines3 import DQN
 from stable_baselines3.common.env_util import make_atari_env
@@ -18,6 +19,19 @@ from breakout_sb3 import ENV_ID
 from breakout_sb3.config import default_config_path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """
+    One torch thread for a module's tests: ale-py's C++ threads and torch's OpenMP threads spin-wait against each
+    other on the 2 cores of CI (DQN's updates get several times slower). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(threads)
 
 
 def recipe() -> dict[str, Any]:

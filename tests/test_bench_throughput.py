@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-import torch as th
 
 from tests.conftest import REPO
 
@@ -27,12 +26,7 @@ SCHEMA_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_clock_counts_nested_regions_exclusively():

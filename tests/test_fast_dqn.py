@@ -16,14 +16,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from tests.conftest import breakout_env, recipe_kwargs
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # ale-py's C++ threads and torch's would fight over the 2 cores of CI (10x slower).
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_same_weights(a, b):

@@ -28,13 +28,7 @@ BIG_BUFFER = 5_000  # 2,500 steps per env: wraps once
 EARLY_CHECKS = (1, 2, 3, 4, 5, 9, 40, 249, 250, 251)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Two torch threads on two busy cores spin-wait: DQN's updates get several times slower
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def store_transition(buffers: list[ReplayBuffer], last_obs, new_obs, actions, rewards, dones, infos) -> None:
