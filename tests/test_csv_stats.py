@@ -96,10 +96,16 @@ def test_tutorial_accounting_counts_lives_and_clipped_rewards(tmp_path):
     model = small_breakout_dqn(env)
     games = CSVStatsCallback(filename="games.csv", log_dir=str(tmp_path))
     lives = CSVStatsCallback(filename="lives.csv", log_dir=str(tmp_path), episode_stats="learner")
-    model.learn(1_200, callback=[games, lives])
+    model.learn(1_200, callback=[games, lives], log_interval=None)  # no log dump: the last recorded values stay
     env.close()
     game_rows = read_rows(tmp_path / "games.csv")[1:]
     life_rows = read_rows(tmp_path / "lives.csv")[1:]
+    # The game score stays in sight beside the tutorial's accounting: the learner callback logs Monitor's games too
+    game_scores = [float(r[1]) for r in game_rows]
+    assert list(lives.recent_game_scores) == game_scores
+    logged = model.logger.name_to_value
+    assert logged["episode/game_score"] == game_scores[-1]
+    assert logged["episode/game_running_score"] == pytest.approx(sum(game_scores) / len(game_scores))
     # Breakout has 5 lives: every game ends with its 5th life, and no life outlives its game by much.
     assert len(life_rows) >= 5 * len(game_rows) > 0
     life_frames = [int(r[4]) for r in life_rows]
