@@ -52,7 +52,12 @@ HYPERPARAMS: dict[str, Any] = {
     "n_timesteps": Timesteps,
 }
 # FastDQN launches its gradient steps during the rollout's last env step: a fixed number of them.
-FAST_HYPERPARAMS: dict[str, Any] = {**HYPERPARAMS, "gradient_steps": PositiveInt}
+FAST_HYPERPARAMS: dict[str, Any] = {
+    **HYPERPARAMS,
+    "gradient_steps": PositiveInt,
+    "overlap_env": bool,
+    "cuda_graph": bool,
+}
 TRAIN_FREQ_UNITS = ("step", "episode")
 
 # `env_kwargs`, and the kwargs of SB3's AtariWrapper in `env_wrapper`.

@@ -189,6 +189,7 @@ def test_the_messages_name_key_value_and_range(tmp_path, capsys):
         ): "'buffer_size' must be >= batch_size (32): the replay must hold one batch, got 16",
         ("-params", "train_freq:0"): "-params: 'train_freq' must be an integer >= 1, got 0",
         ("--fast", "-params", "n_envs:0"): "-params: 'n_envs' must be an integer in [1, 1024], got 0",
+        ("--fast", "-params", "overlap_env:3"): "-params: 'overlap_env' must be true or false, got 3",
         ("-params", "max_grad_norm:0"): "-params: 'max_grad_norm' must be a number > 0, got 0",
         ("--env-kwargs", "max_episode_steps:0"): "env_kwargs 'max_episode_steps' must be an integer >= 1, got 0",
         ("--seed", "-3"): "train: --seed must be an integer in [0, 4,294,967,295] or -1, got -3",
