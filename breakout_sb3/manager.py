@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,23 +181,30 @@ class BreakoutExperimentManager(ExperimentManager):
 
     def setup_experiment(self) -> tuple[BaseAlgorithm, dict[str, Any]] | None:
         new_folder = not Path(self.save_path).exists()
+        new_algo_folder = not Path(self.log_path).exists()
         try:
             results = super().setup_experiment()
             if self.resume is not None and results is not None:
                 self._restore(results[0])
         except BreakoutSB3Error:
-            self._remove_if_new(new_folder)
+            self._remove_if_new(new_folder, new_algo_folder)
             raise
         except Exception as e:  # before the first step, what fails comes from the configuration: one line
-            self._remove_if_new(new_folder)
+            self._remove_if_new(new_folder, new_algo_folder)
             message = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise BreakoutSB3Error(f"cannot set up the run: {type(e).__name__}: {message}") from e
         return results
 
-    def _remove_if_new(self, new_folder: bool) -> None:
-        """Remove the run folder this failed start created (it holds nothing but the env's empty Monitor file)."""
+    def _remove_if_new(self, new_folder: bool, new_algo_folder: bool) -> None:
+        """
+        Remove the run folder this failed start created (it holds nothing but the env's empty Monitor file), and the
+        algorithm's folder above it (``logs/dqn``) if this start created it and it is empty.
+        """
         if new_folder and self.resume is None:
             shutil.rmtree(self.save_path, ignore_errors=True)
+            if new_algo_folder:
+                with contextlib.suppress(OSError):  # not empty: another run started there meanwhile
+                    os.rmdir(self.log_path)
 
     def _load_pretrained_agent(self, hyperparams: dict[str, Any], env: VecEnv) -> BaseAlgorithm:
         # rl-zoo3 loads the model and a "replay_buffer.pkl" beside it (format-1 checkpoints); then the compressed

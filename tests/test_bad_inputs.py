@@ -218,3 +218,8 @@ def test_a_start_that_fails_after_the_run_folder_exists_removes_it(tmp_path, cap
     err = one_line_error(capsys)
     assert "cannot set up the run" in err
     assert not list(logs.glob("dqn/*")), "no empty run folder left behind"
+    assert not (logs / "dqn").exists(), "nor the empty algorithm folder the start created"
+    # A run folder of an earlier run stays, and the algorithm folder with it
+    (logs / "dqn" / "BreakoutNoFrameskip-v4_1").mkdir(parents=True)
+    assert main(["train", "-params", "policy_kwargs:dict(net_arch=[-5])", "-f", str(logs), "--no-progress"]) == 2
+    assert [p.name for p in (logs / "dqn").iterdir()] == ["BreakoutNoFrameskip-v4_1"]
