@@ -92,6 +92,33 @@ def run_cli(*args: str, cwd: Path, module: str = "breakout_sb3", timeout: float 
     )
 
 
+def run_clis_at_once(*commands: list[str], cwd: Path, timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """
+    Runs several ``breakout-sb3`` commands at the same time, each with one torch thread (``--num-threads 1``, so
+    that on a 2-core machine each has a core): two short trainings take the time of one.
+    """
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "breakout_sb3", *args, "--num-threads", "1"],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
+    results = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            raise
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return results
+
+
 def run_folders(log_folder: Path) -> list[Path]:
     return sorted((log_folder / "dqn").glob(f"{ENV_ID}_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
 

@@ -11,7 +11,7 @@ from stable_baselines3 import DQN
 from breakout_sb3 import ENV_ID
 from breakout_sb3.fast import FrameStackReplayBuffer
 from callbacks import TwoPhaseEpsilonSchedule, latest_checkpoint, read_replay_buffer
-from tests.conftest import run_cli, write_config
+from tests.conftest import run_cli, run_clis_at_once, write_config
 
 FAST_PARAMS = ["-params", "buffer_size:3000", "n_envs:4", "gradient_steps:1"]  # the recipe's ratio with 4 envs
 
@@ -57,8 +57,8 @@ def test_fast_csv_follows_vanillas_statistics(tmp_path):
         fast={"vec_env": "ale", "n_envs": 4, "train_freq": 1, "gradient_steps": 1},
     )
     common = ["--conf-file", str(conf), "-n", "2500", "-params", "buffer_size:2500"]
-    for name, extra in (("vanilla", []), ("fast", ["--fast"])):
-        result = run_cli("train", *extra, *common, "-f", name, cwd=tmp_path)
+    commands = [["train", *extra, *common, "-f", name] for name, extra in (("vanilla", []), ("fast", ["--fast"]))]
+    for result in run_clis_at_once(*commands, cwd=tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
     (vanilla_run,) = (tmp_path / "vanilla" / "dqn").glob(f"{ENV_ID}_*")
     (fast_run,) = fast_runs(tmp_path / "fast")

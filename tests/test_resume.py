@@ -20,7 +20,7 @@ from breakout_sb3 import ENV_ID
 from breakout_sb3.cli import main
 from callbacks import TwoPhaseEpsilonSchedule, latest_checkpoint, read_replay_buffer
 from callbacks.checkpoint import find_checkpoints
-from tests.conftest import run_cli, run_folders, write_config
+from tests.conftest import run_cli, run_clis_at_once, run_folders, write_config
 
 EPSILON = {"random_steps": 100, "first_decay_steps": 1_000, "second_decay_steps": 1_000}
 SCHEDULE = TwoPhaseEpsilonSchedule(**EPSILON)
@@ -264,8 +264,8 @@ def test_resume_errors_are_one_line(tmp_path, capsys):
 def test_same_seed_gives_identical_csv_rows_apart_from_time(tmp_path):
     conf = small_run_config(tmp_path)
     rows = []
-    for name in ("a", "b"):
-        result = run_cli("train", "--conf-file", str(conf), "-f", name, "-n", "800", cwd=tmp_path)
+    commands = [["train", "--conf-file", str(conf), "-f", name, "-n", "800"] for name in ("a", "b")]
+    for name, result in zip(("a", "b"), run_clis_at_once(*commands, cwd=tmp_path), strict=True):
         assert result.returncode == 0, result.stderr[-3000:]
         (run,) = run_folders(tmp_path / name)
         body = read_csv(run / "training_stats.csv")[1:]
