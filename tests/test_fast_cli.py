@@ -26,22 +26,22 @@ def fast_runs(log_folder):
 
 
 def test_train_fast_resume_and_evaluate(tmp_path):
-    result = run_cli("train", "--fast", "-n", "1200", "--save-freq", "400", "-f", "logs", *FAST_PARAMS, cwd=tmp_path)
+    result = run_cli("train", "--fast", "-n", "800", "--save-freq", "400", "-f", "logs", *FAST_PARAMS, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = fast_runs(tmp_path / "logs")
     model = DQN.load(run / f"{ENV_ID}.zip", device="cpu")  # plain DQN opens a FastDQN zip
-    assert model.num_timesteps == 1200
+    assert model.num_timesteps == 800
     assert model.n_envs == 4
     # one gradient step per vector step of 4 envs once the replay holds more than 32 transitions
-    assert model._n_updates == (1200 - 36) // 4 + 1
+    assert model._n_updates == (800 - 36) // 4 + 1
     checkpoint = latest_checkpoint(run)
-    assert checkpoint.num_timesteps == 1200 and checkpoint.has_replay_buffer
+    assert checkpoint.num_timesteps == 800 and checkpoint.has_replay_buffer
     replay = read_replay_buffer(checkpoint.replay_path)
-    assert isinstance(replay, FrameStackReplayBuffer) and replay.size() * 4 == 1200
+    assert isinstance(replay, FrameStackReplayBuffer) and replay.size() * 4 == 800
 
     result = run_cli("resume", str(run), "-n", "400", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert DQN.load(run / f"{ENV_ID}.zip", device="cpu").num_timesteps == 1600
+    assert DQN.load(run / f"{ENV_ID}.zip", device="cpu").num_timesteps == 1200
 
     result = run_cli("evaluate", str(run), "--episodes", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

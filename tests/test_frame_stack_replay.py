@@ -249,7 +249,7 @@ def test_dqn_trains_identically(tmp_path) -> None:
     def train(**kwargs: Any) -> DQN:
         env = breakout_env(n_envs=1, seed=0)
         model = DQN("CnnPolicy", env, buffer_size=300, learning_starts=50, seed=0, device="cpu", **kwargs)
-        return model.learn(600)
+        return model.learn(500)
 
     expected = train()
     actual = train(replay_buffer_class=FrameStackReplayBuffer)

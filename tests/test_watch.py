@@ -102,11 +102,11 @@ def test_plot_refuses_what_is_not_a_training_csv(tmp_path, capsys):
 
 def test_tensorboard_gets_the_csv_figures_beside_sb3s(tmp_path):
     conf = write_config(tmp_path, buffer_size=500)
-    args = ["train", "--conf-file", str(conf), "-f", "logs", "-n", "800", "--tensorboard-log", "tb"]
+    args = ["train", "--conf-file", str(conf), "-f", "logs", "-n", "500", "--tensorboard-log", "tb"]
     args += ["--log-interval", "4"]  # SB3 writes the scalars at its log dumps
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "800/800" in result.stdout and "it/s" in result.stdout, "the progress bar, shown by default"
+    assert "500/500" in result.stdout and "it/s" in result.stdout, "the progress bar, shown by default"
     (events,) = (tmp_path / "tb").rglob("events.out.tfevents.*")
     scalars = EventAccumulator(str(events)).Reload().Tags()["scalars"]
     tags = ("breakout/score", "breakout/running_score", "breakout/epsilon", "rollout/exploration_rate")
