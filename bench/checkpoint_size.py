@@ -40,9 +40,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from throughput import git_commit  # noqa: E402  (bench/ is on the path only from here)
+from throughput import ENV_ID, git_commit  # noqa: E402  (bench/ is on the path only from here)
 
-ENV_ID = "BreakoutNoFrameskip-v4"
 BUFFER_SIZE = 100_000
 FAST_ENVS = 16
 

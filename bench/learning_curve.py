@@ -69,13 +69,38 @@ def yaml_callbacks(hyperparams: dict[str, Any], log_dir: Path) -> list[BaseCallb
     return callbacks
 
 
+def build_fast(hyperparams: dict[str, Any], device: str, seed: int, monitor_file: str | None = None) -> Any:
+    """:return: a ``FastDQN`` of a fast entry's hyperparameters on its ``AleVecEnv`` (the replay on the GPU on CUDA)"""
+    from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
+
+    frame_skip = 4
+    env = AleVecEnv(
+        n_envs=hyperparams["n_envs"],
+        seed=seed,
+        max_episode_steps=hyperparams["env_kwargs"]["max_episode_steps"] // frame_skip,
+        monitor_file=monitor_file,
+    )
+    kwargs = {key: hyperparams[key] for key in DQN_KEYS}
+    kwargs["policy_kwargs"] = eval(hyperparams["policy_kwargs"])  # the YAML's string, as rl-zoo3 evaluates it
+    storage = {"storage_device": device} if device.startswith("cuda") else {}
+    return FastDQN(
+        "CnnPolicy",
+        env,
+        replay_buffer_class=FrameStackReplayBuffer,
+        replay_buffer_kwargs=storage,
+        seed=seed,
+        device=device,
+        **kwargs,
+    )
+
+
 def build(config: str, device: str, seed: int) -> tuple[Any, Any, dict[str, Any]]:
 
     hyperparams = yaml.safe_load((REPO / "hyperparams" / "dqn.yml").read_text())
     hyperparams = hyperparams[ENV_ID if config == "recipe" else f"{ENV_ID}-fast"]
-    kwargs = {key: hyperparams[key] for key in DQN_KEYS}
-    kwargs["policy_kwargs"] = eval(hyperparams["policy_kwargs"])  # the YAML's string, as rl-zoo3 evaluates it
     if config == "recipe":
+        kwargs = {key: hyperparams[key] for key in DQN_KEYS}
+        kwargs["policy_kwargs"] = eval(hyperparams["policy_kwargs"])  # the YAML's string, as rl-zoo3 evaluates it
         import ale_py
         import gymnasium as gym
         from stable_baselines3 import DQN
@@ -86,24 +111,8 @@ def build(config: str, device: str, seed: int) -> tuple[Any, Any, dict[str, Any]
         env = VecFrameStack(make_atari_env(ENV_ID, n_envs=1, seed=seed, env_kwargs=hyperparams["env_kwargs"]), 4)
         model = DQN("CnnPolicy", env, seed=seed, device=device, **kwargs)
     else:
-        from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
-
-        frame_skip = 4
-        env = AleVecEnv(
-            n_envs=hyperparams["n_envs"],
-            seed=seed,
-            max_episode_steps=hyperparams["env_kwargs"]["max_episode_steps"] // frame_skip,
-        )
-        storage = {"storage_device": device} if device == "cuda" else {}
-        model = FastDQN(
-            "CnnPolicy",
-            env,
-            replay_buffer_class=FrameStackReplayBuffer,
-            replay_buffer_kwargs=storage,
-            seed=seed,
-            device=device,
-            **kwargs,
-        )
+        model = build_fast(hyperparams, device, seed)
+        env = model.get_env()
     return model, env, hyperparams
 
 

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from learning_curve import DQN_KEYS, ENV_ID  # noqa: E402  (bench/ is on the path only from here)
+from learning_curve import ENV_ID, build_fast  # noqa: E402  (bench/ is on the path only from here)
 
 FAST_ENTRY = f"{ENV_ID}-fast"
 STOP_RULE = "callbacks.StopTrainingOnRunningScore"
@@ -46,30 +46,6 @@ def fast_hyperparams(n_envs: int | None) -> dict[str, Any]:
             raise ValueError(f"--n-envs {n_envs} cannot keep the replay ratio of {hyperparams['n_envs']} envs")
         hyperparams.update(n_envs=n_envs, gradient_steps=int(steps))
     return hyperparams
-
-
-def build(hyperparams: dict[str, Any], device: str, seed: int, out_dir: Path) -> Any:
-    from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
-
-    frame_skip = 4
-    env = AleVecEnv(
-        n_envs=hyperparams["n_envs"],
-        seed=seed,
-        max_episode_steps=hyperparams["env_kwargs"]["max_episode_steps"] // frame_skip,
-        monitor_file=str(out_dir / "0.monitor.csv"),
-    )
-    kwargs = {key: hyperparams[key] for key in DQN_KEYS}
-    kwargs["policy_kwargs"] = eval(hyperparams["policy_kwargs"])  # the YAML's string, as rl-zoo3 evaluates it
-    storage = {"storage_device": device} if device.startswith("cuda") else {}
-    return FastDQN(
-        "CnnPolicy",
-        env,
-        replay_buffer_class=FrameStackReplayBuffer,
-        replay_buffer_kwargs=storage,
-        seed=seed,
-        device=device,
-        **kwargs,
-    )
 
 
 class WatchedStopRule(BaseCallback):
@@ -140,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     watchers = [WatchedStopRule(rule) for rule in stop_rules]
 
     set_random_seed(args.seed)
-    model = build(hyperparams, args.device, args.seed, args.out_dir)
+    model = build_fast(hyperparams, args.device, args.seed, monitor_file=str(args.out_dir / "0.monitor.csv"))
     print(
         f"fast configuration: {hyperparams['n_envs']} envs, {hyperparams['gradient_steps']} gradient steps of "
         f"{hyperparams['batch_size']} per vector step, on {args.device}; {args.seconds:.0f} s of training"
