@@ -125,6 +125,11 @@ def atari_wrapper_kwargs(env_wrapper: Any) -> dict[str, Any]:
     return {}
 
 
+def uses_atari_wrapper(env_wrapper: Any) -> bool:
+    """:return: whether an rl-zoo3 ``env_wrapper`` value wraps the env in SB3's ``AtariWrapper``"""
+    return any(name.rsplit(".", 1)[-1] == "AtariWrapper" for name, _ in class_specs(env_wrapper))
+
+
 def check_classes(hyperparams: dict[str, Any], where: str) -> None:
     """
     Check that every class the ``callback``, ``env_wrapper`` and ``vec_env_wrapper`` keys name can be imported and

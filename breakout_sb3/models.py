@@ -8,6 +8,7 @@ from pathlib import Path
 from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import VecEnv
 
+from breakout_sb3.env import env_folder_name, env_id_of_folder
 from breakout_sb3.errors import BreakoutSB3Error
 from callbacks.checkpoint import latest_checkpoint
 
@@ -19,9 +20,9 @@ def resolve_model(path: str | Path, env_id: str) -> tuple[Path, Path | None]:
         model ``<env_id>.zip`` is preferred, then ``solved_model.zip``, then the newest complete checkpoint,
         then rl-zoo3's ``best_model.zip``.
     """
-    path = Path(path)
+    path, name = Path(path), env_folder_name(env_id)  # rl-zoo3's name: ALE/Breakout-v5 is ALE-Breakout-v5
     if path.is_dir():
-        final, solved, best = path / f"{env_id}.zip", path / "solved_model.zip", path / "best_model.zip"
+        final, solved, best = path / f"{name}.zip", path / "solved_model.zip", path / "best_model.zip"
         checkpoint = latest_checkpoint(path)
         for candidate in [final, solved, checkpoint.model_path if checkpoint else None, best]:
             if candidate is not None and candidate.is_file():
@@ -30,7 +31,7 @@ def resolve_model(path: str | Path, env_id: str) -> tuple[Path, Path | None]:
     if not path.exists():
         raise BreakoutSB3Error(f"model not found: {path}")
     # a zip in the run folder, or a checkpoint's run/checkpoints/step_<n>/model.zip
-    run_dir = next((folder for folder in path.parents[:3] if (folder / env_id / "config.yml").is_file()), None)
+    run_dir = next((folder for folder in path.parents[:3] if (folder / name / "config.yml").is_file()), None)
     return path, run_dir
 
 
@@ -43,7 +44,7 @@ def run_env_id(path: str | Path) -> str | None:
     for folder in [path] if path.is_dir() else list(path.parents[:3]):
         configs = sorted(folder.glob("*/config.yml"))
         if configs:
-            return configs[0].parent.name
+            return env_id_of_folder(configs[0].parent.name)
     return None
 
 

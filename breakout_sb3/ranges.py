@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from breakout_sb3.config import atari_wrapper_kwargs, class_specs
+from breakout_sb3.config import atari_wrapper_kwargs, class_specs, uses_atari_wrapper
 from breakout_sb3.errors import BreakoutSB3Error
 from callbacks._validation import (
     FiniteFloat,
@@ -50,18 +50,24 @@ HYPERPARAMS: dict[str, Any] = {
     "n_envs": EnvCount,
     "frame_stack": PositiveInt,
     "n_timesteps": Timesteps,
+    "n_steps": PositiveInt,  # n-step returns (SB3's NStepReplayBuffer)
 }
 # FastDQN launches its gradient steps during the rollout's last env step: a fixed number of them.
 FAST_HYPERPARAMS: dict[str, Any] = {
     **HYPERPARAMS,
     "gradient_steps": PositiveInt,
+    "n_steps": Literal[1],  # its FrameStackReplayBuffer has no n-step returns (SB3 would only warn and ignore it)
     "overlap_env": bool,
     "cuda_graph": bool,
 }
 TRAIN_FREQ_UNITS = ("step", "episode")
 
 # `env_kwargs`, and the kwargs of SB3's AtariWrapper in `env_wrapper`.
-ENV_KWARGS: dict[str, Any] = {"max_episode_steps": PositiveInt}
+ENV_KWARGS: dict[str, Any] = {
+    "max_episode_steps": PositiveInt,
+    "frameskip": PositiveInt | tuple[PositiveInt, PositiveInt],  # ale-py: fixed, or uniform in [low, high)
+    "repeat_action_probability": Probability,  # ale-py's sticky actions
+}
 ATARI_WRAPPER_KWARGS: dict[str, Any] = {
     "noop_max": NonNegativeInt,
     "frame_skip": PositiveInt,
@@ -115,8 +121,13 @@ def check_flags(values: dict[str, Any], ranges: dict[str, Any], where: str) -> N
 
 def check_hyperparam_ranges(hyperparams: dict[str, Any], where: str, fast: bool = False) -> None:
     """
-    Checks the range of every numeric key of an rl-zoo3 entry (also ``env_kwargs`` and AtariWrapper's kwargs), and
-    that the replay buffer holds at least one batch. Types and unknown keys are ``config.check_hyperparams``'s job.
+    Checks the range of every numeric key of an rl-zoo3 entry (also ``env_kwargs`` and AtariWrapper's kwargs), that
+    the replay buffer holds at least one batch, and that n-step returns are asked only of SB3's own replay buffer.
+    Types and unknown keys are ``config.check_hyperparams``'s job.
+
+    :param hyperparams: the entry, or ``-params``
+    :param where: named in the error: the file or flag the values come from
+    :param fast: the fast configuration's ranges
     """
     ranges = FAST_HYPERPARAMS if fast else HYPERPARAMS
     for key, value in hyperparams.items():
@@ -138,6 +149,14 @@ def check_hyperparam_ranges(hyperparams: dict[str, Any], where: str, fast: bool 
     if isinstance(batch, int) and isinstance(buffer, int) and buffer < batch:
         raise BreakoutSB3Error(
             f"{where}: 'buffer_size' must be >= batch_size ({batch}): the replay must hold one batch, got {buffer}"
+        )
+    n_steps, buffer_class = hyperparams.get("n_steps"), hyperparams.get("replay_buffer_class")
+    if isinstance(n_steps, int) and n_steps > 1 and buffer_class is not None:
+        # SB3 sets up n-step returns only with its own buffer, and otherwise warns and trains with 1-step returns
+        name = buffer_class if isinstance(buffer_class, str) else getattr(buffer_class, "__name__", buffer_class)
+        raise BreakoutSB3Error(
+            f"{where}: 'n_steps' must be 1 with replay_buffer_class {name} (SB3 builds n-step returns only with "
+            f"its own replay buffer), got {n_steps}"
         )
 
 
@@ -167,7 +186,7 @@ def replay_bytes_per_transition(hyperparams: dict[str, Any]) -> int | None:
         those or the buffer class is not one this knows
     """
     wrapper = atari_wrapper_kwargs(hyperparams.get("env_wrapper"))
-    if not any(name.rsplit(".", 1)[-1] == "AtariWrapper" for name, _ in class_specs(hyperparams.get("env_wrapper"))):
+    if not uses_atari_wrapper(hyperparams.get("env_wrapper")):
         return None
     frame = int(wrapper.get("screen_size", 84)) ** 2
     stack = int(hyperparams.get("frame_stack") or 1)

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch as th
 from rl_zoo3.utils import ALGOS
 
 from breakout_sb3 import ENV_ID
@@ -21,7 +20,8 @@ from breakout_sb3.config import (
     hyperparams_for,
     read_config,
 )
-from breakout_sb3.env import check_env_id, is_atari
+from breakout_sb3.devices import check_device
+from breakout_sb3.env import FRAMESKIP, STICKY_ACTIONS, atari_env_kwargs, check_env_id, is_atari
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.ranges import (
     TRAIN_FLAG_ALIASES,
@@ -54,7 +54,8 @@ LOG_INTERVAL = 100
 def check_train_args(argv: list[str], fast: bool = False) -> str:
     """
     Check, before anything runs, what rl-zoo3 would only discover with a traceback or not at all: the env id, the
-    numeric flags' ranges, the YAML entry and ``-params`` (types, ranges, the callbacks' arguments), ``-i``.
+    device, the numeric flags' ranges, the YAML entry and ``-params`` (types, ranges, the callbacks' arguments), the
+    env's frame skip and sticky actions, ``-i``.
 
     :param argv: rl-zoo3 train flags, the recipe's defaults first
     :param fast: the fast configuration (FastDQN on ale-py's vector env)
@@ -66,6 +67,7 @@ def check_train_args(argv: list[str], fast: bool = False) -> str:
     parser.add_argument("-conf", "--conf-file")
     parser.add_argument("-params", "--hyperparams", nargs="+", default=[])
     parser.add_argument("--env-kwargs", nargs="+", default=[])
+    parser.add_argument("--eval-env-kwargs", nargs="+", default=[])
     parser.add_argument("-i", "--trained-agent", default="")
     parser.add_argument("--device", default="auto")
     for flag in TRAIN_FLAGS:
@@ -79,6 +81,7 @@ def check_train_args(argv: list[str], fast: bool = False) -> str:
         raise BreakoutSB3Error(f"--fast trains Atari games only (ale-py's vector env), not {args.env}")
     if args.algo not in ALGOS:
         raise BreakoutSB3Error(f"unknown algorithm '{args.algo}' (choose from {', '.join(ALGOS)})")
+    device = check_device(args.device)
     for flag in TRAIN_FLAGS:
         value = getattr(args, flag)
         if value is not None:
@@ -97,13 +100,19 @@ def check_train_args(argv: list[str], fast: bool = False) -> str:
         merged = {**hyperparams, **overrides}
         if env_kwargs:
             merged["env_kwargs"] = env_kwargs
-        where = "-params" if {"batch_size", "buffer_size"} & set(overrides) or env_kwargs else conf
+        cross_keys = {"batch_size", "buffer_size", "n_steps", "replay_buffer_class"}
+        where = "-params" if cross_keys & set(overrides) or env_kwargs else conf
         check_hyperparam_ranges(merged, where, fast=fast)
         check_classes(hyperparams, conf)
         check_classes(overrides, "-params")
+        wrapper_where = "-params" if "env_wrapper" in overrides else conf
+        env_where = "--env-kwargs" if env_kwargs else "-params" if "env_kwargs" in overrides else wrapper_where
+        merged["env_kwargs"] = atari_env_kwargs(args.env, merged, env_where)
+        if args.eval_env_kwargs:
+            _check_eval_env_kwargs(args.env, merged, parse_zoo_params(args.eval_env_kwargs, "--eval-env-kwargs"))
         if fast:
-            check_fast_env(merged, where)
-        replay_on_gpu = fast and args.device != "cpu" and th.cuda.is_available()  # FastDQN keeps it on the GPU
+            check_fast_env(merged, wrapper_where, env_where)
+        replay_on_gpu = fast and device.type == "cuda"  # FastDQN keeps it on the GPU
         if not replay_on_gpu:
             check_replay_memory(merged, "-params" if "buffer_size" in overrides else conf)
     if args.trained_agent:
@@ -111,12 +120,27 @@ def check_train_args(argv: list[str], fast: bool = False) -> str:
     return entry
 
 
+def _check_eval_env_kwargs(env_id: str, hyperparams: dict[str, Any], eval_env_kwargs: dict[str, Any]) -> None:
+    """Check rl-zoo3's ``--eval-env-kwargs`` (its evaluation env's, with ``--eval-freq``) as the env's own."""
+    check_hyperparam_ranges({"env_kwargs": eval_env_kwargs}, "--eval-env-kwargs")
+    atari_env_kwargs(env_id, {**hyperparams, "env_kwargs": eval_env_kwargs}, "--eval-env-kwargs")
+
+
 # What ale-py's vector env (the fast configuration) computes itself: AtariWrapper's other arguments must be these.
 FAST_ATARI_WRAPPER = {"screen_size": 84, "terminal_on_life_loss": True, "clip_reward": True}
+# The env_kwargs the fast configuration's vector env honours (AleVecEnv's max_episode_steps, frame skip and sticky
+# actions); it skips frames with AtariWrapper's frame_skip only.
+FAST_ENV_KWARGS = {"max_episode_steps", FRAMESKIP, STICKY_ACTIONS}
 
 
-def check_fast_env(hyperparams: dict[str, Any], where: str) -> None:
-    """Refuse AtariWrapper arguments the fast configuration's vector env cannot honour."""
+def check_fast_env(hyperparams: dict[str, Any], where: str, env_kwargs_where: str | None = None) -> None:
+    """
+    Refuse AtariWrapper arguments and env_kwargs the fast configuration's vector env cannot honour.
+
+    :param hyperparams: the entry, ``-params`` merged in, with the env_kwargs :func:`atari_env_kwargs` made explicit
+    :param where: named in the error: the file or flag the AtariWrapper arguments come from
+    :param env_kwargs_where: the same for the env_kwargs (default: ``where``)
+    """
     kwargs = atari_wrapper_kwargs(hyperparams.get("env_wrapper"))
     for key, value in kwargs.items():
         allowed = FAST_ATARI_WRAPPER.get(key, value) if key != "action_repeat_probability" else 0.0
@@ -124,6 +148,18 @@ def check_fast_env(hyperparams: dict[str, Any], where: str) -> None:
             raise BreakoutSB3Error(
                 f"{where}: the fast configuration's vector env needs AtariWrapper {key} {allowed!r}, got {value!r}"
             )
+    env_kwargs, where = hyperparams.get("env_kwargs") or {}, env_kwargs_where or where
+    unknown = sorted(set(env_kwargs) - FAST_ENV_KWARGS)
+    if unknown:
+        raise BreakoutSB3Error(
+            f"{where}: the fast configuration's vector env takes env_kwargs {', '.join(sorted(FAST_ENV_KWARGS))} "
+            f"only, got {', '.join(unknown)}"
+        )
+    if env_kwargs.get(FRAMESKIP, 1) != 1:
+        raise BreakoutSB3Error(
+            f"{where}: the fast configuration's vector env skips frames with AtariWrapper's frame_skip only: the "
+            f"env's own frameskip must be 1 (env_kwargs frameskip:1), got {env_kwargs[FRAMESKIP]!r}"
+        )
 
 
 class _OneLineParser(argparse.ArgumentParser):
