@@ -7,6 +7,8 @@ import dataclasses
 import json
 import os
 import shutil
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,17 +16,20 @@ from typing import Any
 import gymnasium as gym
 from huggingface_sb3 import EnvironmentName
 from rl_zoo3.exp_manager import ExperimentManager
-from rl_zoo3.utils import ALGOS, get_class_by_name
+from rl_zoo3.utils import ALGOS, get_class_by_name, get_latest_run_id
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
-from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 
 from breakout_sb3.config import atari_wrapper_kwargs
+from breakout_sb3.devices import check_device
+from breakout_sb3.env import STICKY_ACTIONS, atari_env_kwargs
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
+from breakout_sb3.monitor_clock import continue_monitor_clocks
 from breakout_sb3.refill import ReplayRefillCallback, refill_target
+from breakout_sb3.run_lock import RunLock
 from breakout_sb3.signals import checkpoint_on_signals
 from breakout_sb3.zoo_args import absolute_paths
 from callbacks._run_folder import RunFolderCallback
@@ -74,6 +79,8 @@ class BreakoutExperimentManager(ExperimentManager):
     - a model continued with ``-i`` keeps counting its steps, so its epsilon schedule continues;
     - SIGINT/SIGTERM finish the step, write a checkpoint and end the run cleanly;
     - ``resume`` continues a run in its own folder from a checkpoint, with the callbacks' state and RNG restored;
+    - with ``run_lock``, a new run claims its folder (the next free id, even against another ``train`` starting at
+      the same instant) and holds its lock while it trains; a resumed run's lock is taken by ``resume``;
     - ``config_entry`` reads another entry of the YAML than the env id (the fast configuration's), whose
       ``vec_env: ale`` trains on ale-py's vector env and whose ``replay_buffer_class`` may be an import path.
     """
@@ -85,9 +92,11 @@ class BreakoutExperimentManager(ExperimentManager):
         checkpoint_options: CheckpointOptions,
         resume: ResumePlan | None = None,
         config_entry: str | None = None,
+        run_lock: RunLock | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.run_lock = run_lock
         self.train_argv = train_argv
         self.checkpoint_options = checkpoint_options
         self.resume = resume
@@ -100,12 +109,31 @@ class BreakoutExperimentManager(ExperimentManager):
 
     def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
         if self.config_entry is None:
-            return super().read_hyperparameters()
+            return self._with_explicit_env_kwargs(*super().read_hyperparameters())
         env_name, self.env_name = self.env_name, EnvironmentName(self.config_entry)
         try:
-            return super().read_hyperparameters()
+            hyperparams, saved = super().read_hyperparameters()
         finally:
             self.env_name = env_name
+        return self._with_explicit_env_kwargs(hyperparams, saved)
+
+    def _with_explicit_env_kwargs(
+        self, hyperparams: dict[str, Any], saved: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """
+        :return: the hyperparameters, and those the run's config.yml saves, with the env's frame skip and sticky
+            actions explicit in their env_kwargs (:func:`atari_env_kwargs`); the evaluation env gets them too
+        """
+        env_id = self.env_name.gym_id
+        given = hyperparams.get("env_kwargs", self.env_kwargs)  # rl-zoo3: --env-kwargs replaced the YAML's
+        env_kwargs = atari_env_kwargs(env_id, {**hyperparams, "env_kwargs": given}, self.config)
+        hyperparams["env_kwargs"] = env_kwargs
+        if self._eval_env_kwargs_args is None:  # rl-zoo3 would build it without the YAML's env_kwargs
+            self.eval_env_kwargs = env_kwargs
+        else:
+            eval_hyperparams = {**hyperparams, "env_kwargs": self._eval_env_kwargs_args}
+            self.eval_env_kwargs = atari_env_kwargs(env_id, eval_hyperparams, "--eval-env-kwargs")
+        return hyperparams, OrderedDict(sorted({**saved, "env_kwargs": env_kwargs}.items()))
 
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):
         self.vec_env_kind = hyperparams.pop("vec_env", "sb3")
@@ -113,7 +141,10 @@ class BreakoutExperimentManager(ExperimentManager):
         buffer_class = hyperparams.get("replay_buffer_class")
         if isinstance(buffer_class, str) and "." in buffer_class:
             hyperparams["replay_buffer_class"] = get_class_by_name(buffer_class)
-        if hyperparams.get("replay_buffer_class") is FrameStackReplayBuffer and get_device(self.device).type == "cuda":
+        # SB3 prints the device of a model it builds at verbose >= 1 (tune builds its trials' at 2), not of one it loads
+        sb3_shows_device = self.verbose >= (2 if self.optimize_hyperparameters else 1) and not self.continue_training
+        device = check_device(self.device, announce=not sb3_shows_device)  # resume's saved --device too
+        if hyperparams.get("replay_buffer_class") is FrameStackReplayBuffer and device.type == "cuda":
             # the replay on the GPU: sampling gathers there, without host copies
             replay_kwargs = dict(hyperparams.get("replay_buffer_kwargs") or {})
             replay_kwargs.setdefault("storage_device", "cuda")
@@ -123,9 +154,31 @@ class BreakoutExperimentManager(ExperimentManager):
             self.monitor_kwargs = {**self.monitor_kwargs, "override_existing": False}  # append to 0.monitor.csv
         return result
 
+    def create_log_folder(self) -> None:
+        if self.resume is None and self.run_lock is not None:
+            self._claim_run_folder()
+        super().create_log_folder()
+
+    def _claim_run_folder(self) -> None:
+        """Create the run folder, at the next free id if another run took this one meanwhile, and lock it."""
+        os.makedirs(self.log_path, exist_ok=True)
+        while True:
+            try:
+                os.mkdir(self.save_path)
+                break
+            except FileExistsError:
+                run_id = get_latest_run_id(self.log_path, self.env_name) + 1
+                self.save_path = os.path.join(self.log_path, f"{self.env_name}_{run_id}")
+                self.params_path = f"{self.save_path}/{self.env_name}"
+        assert self.run_lock is not None
+        self.run_lock.acquire(self.save_path)
+
     def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
         if self.vec_env_kind != "ale" or eval_env:
-            return super().create_envs(n_envs, eval_env, no_log)
+            env = super().create_envs(n_envs, eval_env, no_log)
+            if self.resume is not None and not eval_env and not no_log:
+                continue_monitor_clocks(env)
+            return env
         # AtariWrapper's no-ops and frame skip, and its frame limit counted in agent steps
         wrapper = atari_wrapper_kwargs(self._saved_env_wrapper)
         frame_skip = wrapper.get("frame_skip", 4)
@@ -137,6 +190,8 @@ class BreakoutExperimentManager(ExperimentManager):
             noop_max=wrapper.get("noop_max", 30),
             frame_skip=frame_skip,
             max_episode_steps=max_frames // frame_skip if max_frames else None,
+            repeat_action_probability=self.env_kwargs.get(STICKY_ACTIONS, 0.0),
+            env_id=self.env_name.gym_id,
             monitor_file=None if no_log else str(Path(self.save_path) / "0.monitor.csv"),
             monitor_append=self.resume is not None,
         )
@@ -248,7 +303,7 @@ class BreakoutExperimentManager(ExperimentManager):
         checkpoint = self.checkpoint_callback
         assert checkpoint is not None
         try:
-            with checkpoint_on_signals(checkpoint) as received:
+            with checkpoint_on_signals(checkpoint) as received, sb3_logger_folder(self.save_path):
                 model.learn(self.n_timesteps, reset_num_timesteps=not self.continue_training, **kwargs)
         except NonFiniteTrainingError as e:
             last = latest_checkpoint(self.save_path)
@@ -264,3 +319,21 @@ class BreakoutExperimentManager(ExperimentManager):
                 f"{received[0]}: stopped at step {model.num_timesteps} after checkpoint {checkpoint.last_checkpoint}.\n"
                 f"Resume with: breakout-sb3 resume {self.save_path}"
             )
+        else:
+            print(f"Continue this run with: breakout-sb3 resume {self.save_path} -n STEPS")
+
+
+@contextlib.contextmanager
+def sb3_logger_folder(folder: str) -> Iterator[None]:
+    """
+    Point SB3's logger at ``folder`` while training: without a TensorBoard folder, SB3's ``configure()`` creates an
+    empty ``<tempdir>/SB3-<date>`` folder for a logger that only prints. ``SB3_LOGDIR`` set by the user wins.
+    """
+    if "SB3_LOGDIR" in os.environ:
+        yield
+        return
+    os.environ["SB3_LOGDIR"] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop("SB3_LOGDIR", None)

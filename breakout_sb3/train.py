@@ -14,6 +14,7 @@ from typing import Any
 import rl_zoo3.train
 from stable_baselines3.common.buffers import ReplayBuffer
 
+from breakout_sb3.devices import check_device, device_flag
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.manager import (
     FAST_ALGO,
@@ -22,6 +23,7 @@ from breakout_sb3.manager import (
     CheckpointOptions,
     ResumePlan,
 )
+from breakout_sb3.run_lock import RunLock, run_lock
 from breakout_sb3.zoo_args import check_train_args, default_train_args
 from callbacks.checkpoint import REPLAY_FILE, Checkpoint, complete_checkpoints
 from callbacks.replay_io import ReplayBufferFileError, read_replay_buffer
@@ -44,16 +46,28 @@ def run_zoo_train(
     checkpoint_options: CheckpointOptions,
     resume: ResumePlan | None = None,
     config_entry: str | None = None,
+    lock: RunLock | None = None,
 ) -> None:
+    """
+    Run rl-zoo3's ``train`` with ``argv`` and our manager, which takes the run folder's lock (:class:`RunLock`)
+    before writing there; the lock is released when training ends.
+
+    :param lock: the lock of the run folder, already held (resume), or None (train: a new folder)
+    """
+    lock = lock or RunLock()
     manager = functools.partial(
         BreakoutExperimentManager,
         train_argv=argv,
         checkpoint_options=checkpoint_options,
         resume=resume,
         config_entry=config_entry,
+        run_lock=lock,
     )
-    with _zoo_train_with(manager, ["breakout-sb3", *argv]):
-        rl_zoo3.train.train()
+    try:
+        with _zoo_train_with(manager, ["breakout-sb3", *argv]):
+            rl_zoo3.train.train()
+    finally:
+        lock.release()
 
 
 PROGRESS_FLAGS = ("-P", "--progress")
@@ -113,21 +127,20 @@ def resume(
         raise BreakoutSB3Error(f"cannot resume {run_dir}: {what}")
     if n_timesteps is not None and n_timesteps <= 0:
         raise BreakoutSB3Error(f"-n must be > 0, got {n_timesteps}")
-    saved = json.loads(saved_file.read_text())
-    checkpoint, replay = _resume_point(run_dir)
-    if n_timesteps is None:
-        n_timesteps = int(checkpoint.state["total_timesteps"]) - checkpoint.num_timesteps
-        if n_timesteps <= 0:
-            raise BreakoutSB3Error(f"{run_dir} already reached its {checkpoint.state['total_timesteps']} steps")
-    print(
-        f"Resuming {run_dir} from {checkpoint.path.name}: step {checkpoint.num_timesteps}, "
-        f"episode {checkpoint.episodes}; {n_timesteps} more steps"
-    )
-    checkpoint.roll_back_monitor_files(run_dir)  # before the resumed run's Monitor opens them to append
-    argv = with_progress([*saved["argv"], "-i", str(checkpoint.model_path), "-n", str(n_timesteps)], progress)
-    options = CheckpointOptions(**saved["checkpoint_options"])
-    plan = ResumePlan(checkpoint, run_dir, refill_steps, replay_buffer=replay)
-    run_zoo_train(argv, options, plan, saved.get("config_entry"))
+    with run_lock(run_dir) as lock:  # before anything in the folder is read or changed
+        saved = json.loads(saved_file.read_text())
+        check_device(device_flag(saved["argv"]), where=str(saved_file))  # the device the run was started on
+        checkpoint, replay = _resume_point(run_dir)
+        if n_timesteps is None:
+            n_timesteps = int(checkpoint.state["total_timesteps"]) - checkpoint.num_timesteps
+            if n_timesteps <= 0:
+                raise BreakoutSB3Error(f"{run_dir} already reached its {checkpoint.state['total_timesteps']} steps")
+        print(f"Resuming {run_dir} from {checkpoint.path.name}: {checkpoint.describe()}; {n_timesteps} more steps")
+        checkpoint.roll_back_monitor_files(run_dir)  # before the resumed run's Monitor opens them to append
+        argv = with_progress([*saved["argv"], "-i", str(checkpoint.model_path), "-n", str(n_timesteps)], progress)
+        options = CheckpointOptions(**saved["checkpoint_options"])
+        plan = ResumePlan(checkpoint, run_dir, refill_steps, replay_buffer=replay)
+        run_zoo_train(argv, options, plan, saved.get("config_entry"), lock=lock)
 
 
 def _resume_point(run_dir: Path) -> tuple[Checkpoint, ReplayBuffer | None]:

@@ -83,6 +83,17 @@ class Checkpoint:
     def callback_state(self, key: str) -> dict[str, Any] | None:
         return self.state["callbacks"].get(key)
 
+    def describe(self) -> str:
+        """
+        :return: where the run stood, counted as each of its files counts, e.g. ``step 1692, 9 episodes in the
+            Monitor files, 49 in training_stats.csv`` (games and lives under ``AtariWrapper``)
+        """
+        parts = [f"step {self.num_timesteps}", episodes_text(self.episodes, self.state.get("episode_stats", "monitor"))]
+        for key, state in self.state["callbacks"].items():
+            if key.split("#")[0] == "CSVStatsCallback":
+                parts.append(f"{state['episode']} in {state.get('filename', 'training_stats.csv')}")
+        return ", ".join(parts)
+
     def restore_rng(self, model: BaseAlgorithm) -> None:
         """Put back the Python, NumPy, torch and action-space random generators as they were when saved."""
         with open(self.path / RNG_FILE, "rb") as f:
@@ -135,6 +146,11 @@ class Checkpoint:
             message = _roll_back_monitor_file(Path(log_dir) / name, size, self.num_timesteps)
             if message is not None and verbose >= 1:
                 print(message)
+
+
+def episodes_text(episodes: int, episode_stats: str) -> str:
+    """:return: ``episodes`` named as ``episode_stats`` counts them"""
+    return f"{episodes} episodes {'in the Monitor files' if episode_stats == 'monitor' else '(every done)'}"
 
 
 def checkpoint_dir(log_dir: str | Path) -> Path:
@@ -224,7 +240,8 @@ def stateful_callbacks(callback: BaseCallback) -> Iterator[tuple[str, BaseCallba
 class EpisodeCheckpointCallback(RunFolderCallback):
     """
     Writes a complete checkpoint every ``save_freq_episodes`` finished episodes and/or every ``save_freq_steps``
-    env steps, into ``<log_dir>/checkpoints/step_<num_timesteps>/``:
+    env steps, and at every end of training (the total reached, a callback's stop, a signal), into
+    ``<log_dir>/checkpoints/step_<num_timesteps>/``:
 
     - ``model.zip``: the model, loadable with plain ``DQN.load`` (online and target networks, optimizer, step count)
     - ``replay_buffer.zst``: the replay buffer (unless ``save_replay_buffer=False``), zstd-compressed with a
@@ -315,9 +332,11 @@ class EpisodeCheckpointCallback(RunFolderCallback):
             self._stopping = True
 
     def _on_training_end(self) -> None:
-        if self._pending or (self._stop_requested and not self._stopping):
+        # Every end of training is a checkpoint (the total reached, a callback's stop, a signal), so that the run
+        # can always be continued from where it ended; unless this callback stopped it right after writing one.
+        if not self._stopping and (self.last_checkpoint is None or self._last_saved_step != self.model.num_timesteps):
             self.save()
-            self._pending = False
+        self._pending = False
 
     def save(self) -> Path:
         """Write a checkpoint of the current state now. :return: its folder"""
@@ -346,7 +365,8 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         self._last_saved_step = self.model.num_timesteps
         self._prune()
         if self.verbose >= 1:
-            print(f"Checkpoint at step {self.model.num_timesteps}, episode {self.episodes}: {final}")
+            episodes = episodes_text(self.episodes, self._scores.episode_stats)
+            print(f"Checkpoint at step {self.model.num_timesteps}, {episodes}: {final}")
         return final
 
     def _write(self, folder: Path) -> None:
@@ -365,6 +385,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
             "num_timesteps": self.model.num_timesteps,
             "total_timesteps": self.model._total_timesteps,
             "episodes": self.episodes,
+            "episode_stats": self._scores.episode_stats,
             "time": time.time(),
             "files": sizes,
             "monitor_files": monitor_file_sizes(self.log_dir),

@@ -37,7 +37,8 @@ class CSVStatsCallback(RunFolderCallback):
     - ``Epsilon``: the model's ``exploration_rate`` when the episode ended (empty if it has none)
     - ``Avg Reward (Last 100)``: mean score of the last ``window`` episodes, this one included
     - ``Total Frames``: agent steps so far, ``num_timesteps`` (all envs together)
-    - ``Frame Rate``: agent steps per second of wall time since the previous row
+    - ``Frame Rate``: agent steps per second of wall time since the previous row (since the last row of an earlier
+      step, for episodes that ended in the same vector step)
     - ``Model Updates``: gradient steps so far, the model's ``_n_updates``
     - ``Running Reward``: the running score judged by the stop rule, which in the tutorial is the same mean
     - ``Training Time``: wall-clock seconds of training so far, continuing the file's last row
@@ -101,6 +102,7 @@ class CSVStatsCallback(RunFolderCallback):
 
     def state_dict(self) -> dict[str, Any]:
         return {
+            "filename": self.filename,
             "episode": self.episode,
             "recent_scores": list(self.recent_scores),
             "recent_game_scores": list(self.recent_game_scores),
@@ -164,6 +166,8 @@ class CSVStatsCallback(RunFolderCallback):
         self._start_time = time.time()
         self._last_row_time = self._start_time
         self._last_row_steps = self.num_timesteps
+        # Frame Rate's interval: from the last row at an earlier step (rows of one vector step share it)
+        self._rate_since = (self._start_time, self.num_timesteps)
 
     def _on_step(self) -> bool:
         rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
@@ -184,8 +188,11 @@ class CSVStatsCallback(RunFolderCallback):
         now = time.time()
         self.episode += 1
         self.recent_scores.append(score)
-        elapsed = now - self._last_row_time
-        frame_rate = (self.num_timesteps - self._last_row_steps) / elapsed if elapsed > 0 else 0.0
+        if self.num_timesteps != self._last_row_steps:
+            self._rate_since = (self._last_row_time, self._last_row_steps)
+        since_time, since_steps = self._rate_since
+        elapsed = now - since_time
+        frame_rate = (self.num_timesteps - since_steps) / elapsed if elapsed > 0 else 0.0
         epsilon = getattr(self.model, "exploration_rate", None)
         running_score = self.running_score
         self._writer.writerow(

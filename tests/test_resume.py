@@ -85,7 +85,11 @@ def test_signal_writes_a_checkpoint_exits_0_and_resume_continues(tmp_path, sig):
 
     result = run_cli("resume", str(run), "-n", "400", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    where = f"from {checkpoint.path.name}: step {checkpoint.num_timesteps}, episode {checkpoint.episodes}"
+    csv_episodes = checkpoint.callback_state("CSVStatsCallback")["episode"]
+    where = (
+        f"from {checkpoint.path.name}: step {checkpoint.num_timesteps}, {checkpoint.episodes} episodes in the Monitor "
+        f"files, {csv_episodes} in training_stats.csv"
+    )
     assert where in result.stdout
     resumed = DQN.load(run / f"{ENV_ID}.zip", device="cpu")
     assert resumed.num_timesteps == checkpoint.num_timesteps + 400
@@ -234,16 +238,17 @@ def test_resume_without_replay_refills_it_first(tmp_path):
 
 
 def test_resume_without_n_continues_to_the_original_total(tmp_path):
-    conf = small_run_config(tmp_path)
-    result = run_cli("train", "--conf-file", str(conf), "-f", "logs", "-n", "600", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    process = start_training(tmp_path, "-n", "1200")
+    wait_for(lambda: run_folders(tmp_path / "logs") and find_checkpoints(run_folders(tmp_path / "logs")[0]))
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
     (run,) = run_folders(tmp_path / "logs")
     checkpoint = latest_checkpoint(run)
-    assert checkpoint.num_timesteps < 600
+    assert checkpoint.num_timesteps < 1200
     result = run_cli("resume", str(run), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"{600 - checkpoint.num_timesteps} more steps" in result.stdout
-    assert DQN.load(run / f"{ENV_ID}.zip", device="cpu").num_timesteps == 600
+    assert f"{1200 - checkpoint.num_timesteps} more steps" in result.stdout
+    assert DQN.load(run / f"{ENV_ID}.zip", device="cpu").num_timesteps == 1200
 
 
 def test_resume_errors_are_one_line(tmp_path, capsys):

@@ -47,6 +47,8 @@ from stable_baselines3.common.atari_wrappers import AtariWrapper
 from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from breakout_sb3.monitor_clock import header_t_start
+
 # The C++ env's own frame limit, set so high that it never ends a game: ours counts agent steps instead.
 _NO_FRAME_LIMIT = 1_000_000_000
 
@@ -80,6 +82,10 @@ class AleVecEnv(VecEnv):
     :param noop_max: Up to this many no-op frames after a game reset (0: none)
     :param frame_skip: Emulator frames per agent step; the last two are max-pooled
     :param max_episode_steps: Agent steps after which a game is cut (None: no limit)
+    :param repeat_action_probability: Sticky actions: the probability that the emulator repeats the previous action
+        instead of the agent's, at each frame (ale-py's ``AtariEnv`` argument: 0 in ``*NoFrameskip-v4``, 0.25 in
+        ``ALE/*-v5``); the C++ env draws it per frame, as ``AtariEnv`` does under ``AtariWrapper``
+    :param env_id: the gymnasium id written in the Monitor file's header (None: the game's ``*NoFrameskip-v4``)
     :param num_threads: C++ worker threads (None: ``min(n_envs, CPU count - 1)``, at least 1: the learner's own
         thread needs a core; on 2 cores, 1 worker thread doubled the training speed of 2)
     :param monitor_file: where to record every finished game, as SB3's ``Monitor`` does (its ``filename``:
@@ -95,6 +101,8 @@ class AleVecEnv(VecEnv):
         noop_max: int = 30,
         frame_skip: int = 4,
         max_episode_steps: int | None = 10_000,
+        repeat_action_probability: float = 0.0,
+        env_id: str | None = None,
         num_threads: int | None = None,
         monitor_file: str | None = None,
         monitor_append: bool = False,
@@ -103,13 +111,15 @@ class AleVecEnv(VecEnv):
         self.noop_max = noop_max
         self.frame_skip = frame_skip
         self.max_episode_steps = max_episode_steps
+        self.repeat_action_probability = repeat_action_probability
+        self._env_id = env_id
         self.render_mode = None
         self.venv = AtariVectorEnv(
             game,
             n_envs,
             num_threads=num_threads or min(n_envs, max(1, (os.cpu_count() or 1) - 1)),
             max_num_frames_per_episode=_NO_FRAME_LIMIT,
-            repeat_action_probability=0.0,
+            repeat_action_probability=repeat_action_probability,
             full_action_space=True,
             autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
             img_height=84,
@@ -154,6 +164,8 @@ class AleVecEnv(VecEnv):
             path = monitor_file if monitor_file.endswith(Monitor.EXT) else f"{monitor_file}.{Monitor.EXT}"
             # A header only in a new file: SB3's ResultsWriter writes none when appending
             append = monitor_append and os.path.isfile(path) and os.path.getsize(path) > 0
+            if append:  # the file's clock continues, so that load_results reads one monotone run
+                self.t_start = header_t_start(path) or self.t_start
             header = {"t_start": self.t_start, "env_id": self.env_id}
             self.results_writer = ResultsWriter(path, header=header, override_existing=not append)
         if seed is not None:
@@ -162,6 +174,8 @@ class AleVecEnv(VecEnv):
     @property
     def env_id(self) -> str:
         """:return: the gymnasium id of the game's raw env, e.g. ``"BreakoutNoFrameskip-v4"``"""
+        if self._env_id is not None:
+            return self._env_id
         return "".join(part.capitalize() for part in self.game.split("_")) + "NoFrameskip-v4"
 
     def get_action_meanings(self) -> list[str]:
