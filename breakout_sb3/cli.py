@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--heartbeat-interval", type=int, default=20, metavar="S")
     tune.add_argument("--grace-period", type=int, default=120, metavar="S")
     tune.add_argument("--max-retry", type=int, default=3, metavar="N")
+    tune.add_argument("--db-wait", type=int, default=600, metavar="S")
     return parser
 
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, rest)
     except BreakoutSB3Error as e:
         print(f"breakout-sb3: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)  # 2: the user's input; tune's unreachable storage: its own
     except KeyboardInterrupt as e:
         print(f"breakout-sb3: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
         return 130
@@ -163,8 +164,9 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         from breakout_sb3.tune import TuneOptions, tune
         from breakout_sb3.tune_storage import Heartbeat
 
+        ranges.check_flags({"--db-wait": args.db_wait}, ranges.TUNE_FLAGS, "tune")
         heartbeat = Heartbeat(args.heartbeat_interval, args.grace_period, args.max_retry)
-        tune(rest, fast=args.fast, options=TuneOptions(seeds=args.seeds, heartbeat=heartbeat))
+        tune(rest, fast=args.fast, options=TuneOptions(seeds=args.seeds, heartbeat=heartbeat, db_wait=args.db_wait))
     return 0
 
 

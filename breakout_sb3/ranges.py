@@ -102,6 +102,7 @@ PLAY_FLAGS: dict[str, Any] = {"--episodes": PositiveInt, "--seed": Seed, "--epsi
 RECORD_MAX_EPISODES = 20  # each frame is kept in memory until the video is written
 RECORD_FLAGS: dict[str, Any] = {**PLAY_FLAGS, "--episodes": Annotated[int, Field(ge=1, le=RECORD_MAX_EPISODES)]}
 PLOT_FLAGS: dict[str, Any] = {"--threshold": FiniteFloat}
+TUNE_FLAGS: dict[str, Any] = {"--db-wait": NonNegativeInt}  # seconds; 0: a lost database stops the worker at once
 
 
 def check(name: str, value: Any, annotation: Any, where: str) -> Any:

@@ -28,6 +28,7 @@ import optuna
 import rl_zoo3.train
 import sqlalchemy.exc
 import yaml
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.pruners import NopPruner
 from optuna.samplers import GridSampler
 from optuna.storages import BaseStorage
@@ -43,9 +44,11 @@ from breakout_sb3.config import default_config_path, hyperparams_for, read_confi
 from breakout_sb3.env import is_atari
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
-from breakout_sb3.manager import FAST_ALGO, BreakoutExperimentManager, CheckpointOptions
+from breakout_sb3.manager import FAST_ALGO, BreakoutExperimentManager, CheckpointOptions, sb3_logger_folder
 from breakout_sb3.ranges import TRAIN_FLAGS, Seed, check
 from breakout_sb3.train import _zoo_train_with
+from breakout_sb3.tune_loop import TrialLoop, Unrecorded
+from breakout_sb3.tune_retry import DEFAULT_DB_WAIT_S, Outage
 from breakout_sb3.tune_space import FOLLOW_BATCH_SIZE, SPACE_KEY, SearchSpace
 from breakout_sb3.tune_storage import (
     Heartbeat,
@@ -66,7 +69,7 @@ from callbacks.stop import StopTrainingOnRunningScore
 
 TUNE_HELP = """\
 breakout-sb3 tune [--fast] [--seeds S [S ...]] [--heartbeat-interval S] [--grace-period S] [--max-retry N]
-                  [rl-zoo3 flags]
+                  [--db-wait S] [rl-zoo3 flags]
 
 Runs trials of one Optuna study; the same command on several machines (same --storage and --study-name) makes
 them workers of that study. Each trial trains -n steps and is scored by its last evaluation (the mean game score
@@ -77,6 +80,8 @@ of --eval-episodes games at epsilon 0.05).
   --heartbeat-interval S     a running trial records a heartbeat every S seconds (default 20)
   --grace-period S           a trial without a heartbeat for S seconds is failed and run again (default 120)
   --max-retry N              times a trial whose worker died is run again (default 3)
+  --db-wait S                a database server that stops answering is waited for up to S seconds per outage
+                             (default 600); past that the worker stops with exit status 75
 
 rl-zoo3's flags pass through, with these defaults:
   --storage URL              sqlite:///<log folder>/tune.db; any URL Optuna accepts (postgresql://user@host/db),
@@ -114,10 +119,12 @@ class TuneOptions:
 
     :param seeds: a seed sweep: one trial per seed, of the entry as it is (None: a hyperparameter search)
     :param heartbeat: heartbeats and retries of trials whose worker died
+    :param db_wait: seconds an outage of the database server is waited out before the worker stops
     """
 
     seeds: list[int] | None = None
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    db_wait: int = DEFAULT_DB_WAIT_S
 
 
 @dataclass
@@ -126,6 +133,7 @@ class TunePlan:
 
     storage: BaseStorage
     url: str
+    outage: Outage | None  # the database's outages, waited out (None: a journal file)
     study_name: str
     entry_name: str
     entry: dict[str, Any]  # the entry tuned, -params merged in
@@ -190,7 +198,8 @@ def tune(argv: list[str], fast: bool = False, options: TuneOptions | None = None
         study_name = f"{env_id}{'-fast' if fast else ''}-{kind}-{n_timesteps}-steps"
     check_study_name(study_name)
 
-    storage = open_storage(url, options.heartbeat)
+    outage = None if is_journal_file(url) else Outage(shown_url(url), options.db_wait)
+    storage = open_storage(url, options.heartbeat, outage)
     description = {
         "kind": "seeds" if seeds is not None else "tune",
         "env": env_id,
@@ -217,6 +226,7 @@ def tune(argv: list[str], fast: bool = False, options: TuneOptions | None = None
     plan = TunePlan(
         storage=storage,
         url=url,
+        outage=outage,
         study_name=study_name,
         entry_name=entry_name,
         entry=entry,
@@ -309,6 +319,9 @@ class EvalAtEpsilonCallback(TrialEvalCallback):
     played at a fixed epsilon, ``evaluate``'s 0.05, instead of the training schedule's current one: otherwise a trial
     whose epsilon decays faster would be judged on greedier play.
 
+    A trial that the study has as failed (another worker took it for dead) takes no reports: it trains on, unpruned,
+    for the worker's report.
+
     :param epsilon: the probability of a random action during the evaluation games
     """
 
@@ -321,23 +334,27 @@ class EvalAtEpsilonCallback(TrialEvalCallback):
         self.model.exploration_rate = self.epsilon
         try:
             return super()._on_step()
+        except UpdateFinishedTrialError:
+            return True
         finally:
             self.model.exploration_rate = training_epsilon
 
 
 class StopWhenAskedCallback(BaseCallback):
     """
-    Stops training once ``requests`` is not empty.
+    Stops training once ``requests`` is not empty, or once the worker gave up its storage.
 
     :param requests: the names of the signals received
+    :param outage: the storage's outages (None: none)
     """
 
-    def __init__(self, requests: list[str]):
+    def __init__(self, requests: list[str], outage: Outage | None = None):
         super().__init__()
         self.requests = requests
+        self.outage = outage
 
     def _on_step(self) -> bool:
-        return not self.requests
+        return not self.requests and (self.outage is None or not self.outage.gave_up.is_set())
 
 
 class _NoTracebackForStops(logging.Filter):
@@ -446,7 +463,7 @@ class TuneExperimentManager(BreakoutExperimentManager):
             verbose=1 if self.verbose >= 1 else 0,
             epsilon=DEFAULT_EVAL_EPSILON,
         )
-        callbacks += [eval_callback, StopWhenAskedCallback(self._stop_requests)]
+        callbacks += [eval_callback, StopWhenAskedCallback(self._stop_requests, self.plan.outage)]
         try:
             model.learn(self.n_timesteps, callback=callbacks)
         except NonFiniteTrainingError as e:
@@ -459,6 +476,8 @@ class TuneExperimentManager(BreakoutExperimentManager):
             assert model.env is not None
             model.env.close()
             eval_env.close()
+        if self.plan.outage is not None and self.plan.outage.error is not None:
+            raise self.plan.outage.error
         if self._stop_requests and model.num_timesteps < self.n_timesteps:
             self._interrupted.append(trial.number)
             raise TrialInterrupted(f"{self._stop_requests[0]} at step {model.num_timesteps} of {self.n_timesteps}")
@@ -534,23 +553,20 @@ class TuneExperimentManager(BreakoutExperimentManager):
                 f"(Ctrl-C stops the trial in progress and queues it again)",
                 flush=True,
             )
+        # Study.optimize's loop, outliving database outages; a failed trial is recorded with its error, and the
+        # worker goes on
+        loop = TrialLoop(study, self.objective, plan.storage, plan.outage, callbacks)
         try:
-            with self._stop_on_signals():
+            # SB3's logger of each trial writes nowhere: pointed at the study's folder, it makes no temp folder
+            with self._stop_on_signals(), sb3_logger_folder(str(plan.output_dir)):
                 if n_trials != 0:
-                    study.optimize(
-                        self.objective,
-                        n_trials=n_trials,
-                        n_jobs=self.n_jobs,
-                        callbacks=callbacks,
-                        gc_after_trial=True,
-                        catch=(Exception,),  # a failed trial is recorded with its error; the worker goes on
-                    )
+                    loop.run(n_trials, self.n_jobs)
         except KeyboardInterrupt:
             pass  # the trials it stopped are recorded as failed, and queued again below
         except sqlalchemy.exc.SQLAlchemyError as e:
             raise BreakoutSB3Error(f"lost the storage {shown_url(plan.url)}: {database_error(e)}") from None
         self._requeue_interrupted(study)
-        self._report(study)
+        self._report(study, loop.unrecorded)
 
     def _stop_if_asked(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if self._stop_requests:
@@ -618,7 +634,7 @@ class TuneExperimentManager(BreakoutExperimentManager):
 
     # --- results --------------------------------------------------------------------------------------------------
 
-    def _report(self, study: optuna.Study) -> None:
+    def _report(self, study: optuna.Study, unrecorded: list[Unrecorded]) -> None:
         plan = self.plan
         trials = study.get_trials(deepcopy=False)
         states = Counter(t.state.name.lower() for t in trials)
@@ -631,7 +647,7 @@ class TuneExperimentManager(BreakoutExperimentManager):
             f"-{self.sampler}-{self.pruner}_{int(time.time())}"
         )
         report = Path(self.log_folder) / self.algo / f"{report_name}.csv"
-        write_report(trials, report)
+        write_report(trials, report, unrecorded)
         print(f"Report (rl-zoo3's): {report}")
         if plan.seeds is not None:
             self._report_seeds(trials)
@@ -685,13 +701,23 @@ class TuneExperimentManager(BreakoutExperimentManager):
             print(f"Plot them: breakout-sb3 plot --mean {' '.join(folders)}")
 
 
-def write_report(trials: list[FrozenTrial], path: Path) -> None:
-    """Write the trials as rl-zoo3's report CSV (the columns of Optuna's ``trials_dataframe``), without pandas."""
+def write_report(trials: list[FrozenTrial], path: Path, unrecorded: list[Unrecorded] | None = None) -> None:
+    """
+    Write the trials as rl-zoo3's report CSV (the columns of Optuna's ``trials_dataframe``), without pandas.
+
+    :param trials: the study's trials
+    :param path: the CSV to write
+    :param unrecorded: the results of trials this worker finished after the study had them as failed: their value
+        replaces the study's (none), and the column ``not_recorded`` says so
+    """
+    unrecorded_by_number = {u.number: u for u in unrecorded or []}
     columns = ["number", "value", "datetime_start", "datetime_complete", "duration"]
     for attr in ("params", "user_attrs", "system_attrs"):
         names = sorted({name for t in trials for name in getattr(t, attr)})
         columns += [f"{attr}_{name}" for name in names]
     columns.append("state")
+    if unrecorded_by_number:
+        columns.append("not_recorded")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -707,4 +733,8 @@ def write_report(trials: list[FrozenTrial], path: Path) -> None:
             }
             for attr in ("params", "user_attrs", "system_attrs"):
                 row.update({f"{attr}_{name}": value for name, value in getattr(t, attr).items()})
+            if t.number in unrecorded_by_number:
+                row.update(
+                    value=unrecorded_by_number[t.number].value, not_recorded=unrecorded_by_number[t.number].note()
+                )
             writer.writerow([index, *("" if row.get(c) is None else row[c] for c in columns)])

@@ -23,6 +23,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import StudyDirection
 
 from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.tune_retry import Outage, PatientRDBStorage, database_error, one_line
 
 # Optuna's study_name column: VARCHAR(512).
 MAX_STUDY_NAME = 512
@@ -107,11 +108,14 @@ def parse_url(url: str) -> sqlalchemy.engine.URL | None:
     return parsed
 
 
-def open_storage(url: str, heartbeat: Heartbeat) -> BaseStorage:
+def open_storage(url: str, heartbeat: Heartbeat, outage: Outage | None = None) -> BaseStorage:
     """
     :param url: an SQLAlchemy database URL (``sqlite:///logs/tune.db``, ``postgresql://user@host/db``...), or a
         journal file ending in ``.log``
     :param heartbeat: the heartbeats of running trials, and the retries of those whose worker died
+    :param outage: for a database, the storage waits out outages of its server (:class:`PatientRDBStorage`), up to
+        ``outage.limit`` seconds each; None: a call fails at once, as Optuna's RDBStorage does. Opening the storage
+        fails at once in any case (an unreachable server is then more likely a wrong URL).
     :return: the storage, its tables created if needed
     :raise BreakoutSB3Error: a malformed URL, an unknown database kind, a missing driver, a server that cannot be
         reached or refuses the connection, a missing database
@@ -125,28 +129,23 @@ def open_storage(url: str, heartbeat: Heartbeat) -> BaseStorage:
         except OSError as e:
             raise BreakoutSB3Error(f"cannot open the journal file {url}: {e.strerror or e}") from None
     parsed = _with_an_installed_driver(parsed)
-    engine_kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            try:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise BreakoutSB3Error(f"cannot create the folder of {parsed.database}: {e.strerror or e}") from None
-    else:
-        engine_kwargs["pool_pre_ping"] = True  # a connection the server or a firewall dropped between trials
-        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-            engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
+    kwargs: dict[str, Any] = dict(
+        engine_kwargs=_engine_kwargs(parsed),
+        heartbeat_interval=heartbeat.interval,
+        grace_period=heartbeat.grace_period,
+        heartbeat_stale_trial_callback=retry,
+    )
+    database = parsed.render_as_string(hide_password=False)
     for attempt in range(CREATE_TABLES_ATTEMPTS):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
-                return RDBStorage(
-                    parsed.render_as_string(hide_password=False),
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat.interval,
-                    grace_period=heartbeat.grace_period,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry),
-                )
+                if outage is None:
+                    return RDBStorage(database, **kwargs)
+                return PatientRDBStorage(database, outage=outage, **kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
             # Workers started at once on an empty database all create Optuna's tables: all but one find them made
             # half-way. Once the tables exist, opening the storage only checks them.
@@ -165,6 +164,21 @@ def open_storage(url: str, heartbeat: Heartbeat) -> BaseStorage:
     raise AssertionError("not reached: the last attempt raises")
 
 
+def _engine_kwargs(parsed: sqlalchemy.engine.URL) -> dict[str, Any]:
+    """:return: SQLAlchemy's engine arguments for the database (an SQLite file's folder is created)"""
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise BreakoutSB3Error(f"cannot create the folder of {parsed.database}: {e.strerror or e}") from None
+        return {}
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a connection dropped between calls: a new one
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return engine_kwargs
+
+
 def _with_an_installed_driver(url: sqlalchemy.engine.URL) -> sqlalchemy.engine.URL:
     """
     :return: ``url``; for ``postgresql://`` (no driver named) whose default driver is not installed (psycopg from
@@ -179,16 +193,6 @@ def _with_an_installed_driver(url: sqlalchemy.engine.URL) -> sqlalchemy.engine.U
         except ImportError:
             continue
     return url
-
-
-def database_error(error: sqlalchemy.exc.SQLAlchemyError) -> str:
-    """:return: the driver's message, on one line (without SQLAlchemy's statement and link)"""
-    original = getattr(error, "orig", None)
-    return one_line(str(original) if original is not None else str(error).split("\n(Background")[0])
-
-
-def one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
 def check_study_name(name: str) -> None:

@@ -27,9 +27,31 @@ SERVER_USER = "postgres"
 
 @dataclass
 class PostgresServer:
-    """A running server: its unix socket folder, and the database URL of any of its databases."""
+    """
+    A running server: its unix socket folder, and the database URL of any of its databases; it can be stopped and
+    started again (a test that does must start it again, the other tests share it).
+    """
 
     socket_dir: Path
+    programs: Path
+
+    def stop(self) -> None:
+        """Stop the server as an administrator does (``pg_ctl stop -m fast``): its connections are terminated."""
+        self._pg_ctl("-m", "fast", "stop")
+
+    def start(self) -> None:
+        """Start the stopped server, with the options it had."""
+        options = f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off -c max_connections=50"
+        self._pg_ctl("-l", str(self.socket_dir / "server.log"), "-o", options, "start")
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: the server's connections are terminated, and it answers again."""
+        # with its log file: otherwise the server writes to pg_ctl's output, which would stay open
+        self._pg_ctl("-l", str(self.socket_dir / "server.log"), "-m", "fast", "restart")
+
+    def _pg_ctl(self, *args: str) -> None:
+        result = _run(self.programs, "pg_ctl", "-D", str(self.socket_dir / "data"), "-w", *args)
+        assert result.returncode == 0, f"pg_ctl {' '.join(args)} failed: {result.stderr}"
 
     def url(self, database: str) -> str:
         return f"postgresql://postgres@/{database}?host={self.socket_dir}"
@@ -76,22 +98,24 @@ def postgres_server() -> Iterator[PostgresServer]:
         user = pwd.getpwnam(SERVER_USER)
         os.chown(base, user.pw_uid, user.pw_gid)
     data = base / "data"
-
-    def run(program: str, *args: str) -> subprocess.CompletedProcess:
-        command = _as_server_user([str(programs / program), *args])
-        return subprocess.run(command, capture_output=True, text=True, timeout=120)
-
     try:
-        result = run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
+        result = _run(programs, "initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
         assert result.returncode == 0, f"initdb failed: {result.stderr}"
-        options = f"-k {base} -c listen_addresses='' -c fsync=off -c max_connections=50"
-        result = run("pg_ctl", "-D", str(data), "-l", str(base / "server.log"), "-o", options, "-w", "start")
-        assert result.returncode == 0, f"pg_ctl start failed: {result.stderr}\n{_read(base / 'server.log')}"
-        yield PostgresServer(base)
+        server = PostgresServer(base, programs)
+        try:
+            server.start()
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{_read(base / 'server.log')}") from None
+        yield server
     finally:
         if (data / "postmaster.pid").exists():
-            run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+            _run(programs, "pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _run(programs: Path, program: str, *args: str) -> subprocess.CompletedProcess:
+    command = _as_server_user([str(programs / program), *args])
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture

@@ -1,14 +1,18 @@
 """
 `breakout-sb3 tune` end to end, on a real PostgreSQL server (tests/postgres.py) and on SQLite: workers sharing one
-study, a worker killed with -9 or stopped with Ctrl-C, seed sweeps, the exported best trial, every bad storage input.
+study, a worker killed with -9 or stopped with Ctrl-C, workers outliving a server stopped or restarted under them,
+seed sweeps, the exported best trial, every bad storage input.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -29,6 +33,8 @@ TINY = ["-n", "200", "-params", "buffer_size:500", "--eval-episodes", "1", "--n-
 TINY += ["--num-threads", "1", "-f", "logs"]
 # Dead workers found fast: a heartbeat every second, failed after 3 seconds without one.
 QUICK_HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "3"]
+# Outages of a few seconds: several heartbeats missed, and still within the grace period.
+OUTAGE_HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "20"]
 
 
 def tune_command(*args: str) -> list[str]:
@@ -36,8 +42,11 @@ def tune_command(*args: str) -> list[str]:
 
 
 def start(folder: Path, *args: str) -> subprocess.Popen:
-    folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(tune_command(*args), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(folder / "tmp")}  # where SB3's logger would leave an SB3-<date> folder
+    return subprocess.Popen(
+        tune_command(*args), cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(worker: subprocess.Popen, timeout: float = 240) -> tuple[str, str]:
@@ -68,6 +77,30 @@ def wait_for_running_trial(url: str, name: str, worker: subprocess.Popen, timeou
             return running[0].number
         time.sleep(0.3)
     raise AssertionError("no trial started")
+
+
+def wait_for_running_trials(url: str, name: str, workers: list[subprocess.Popen], timeout: float = 120) -> None:
+    """Wait until each worker runs a trial."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in workers:
+            assert worker.poll() is None, worker.communicate()[1][-3000:]
+        try:
+            running = [t for t in trials(url, name) if t.state == TrialState.RUNNING and "folder" in t.user_attrs]
+        except KeyError:  # the study does not exist yet
+            running = []
+        if len(running) == len(workers):
+            return
+        time.sleep(0.3)
+    raise AssertionError("the trials did not start")
+
+
+def fail_stale_trials(url: str, name: str) -> None:
+    """What the next worker to start a trial does first: fail the trials without a heartbeat for 3 s, queue them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = open_storage(url, Heartbeat(interval=1, grace_period=3))
+        optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=storage))
 
 
 def recipe_values() -> dict:
@@ -111,6 +144,7 @@ def test_two_workers_share_one_study(shared_study):
         assert (root / name / "logs/dqn" / "shared" / "best.yml").is_file()
         assert len(list((root / name / "logs/dqn").glob("report_*.csv"))) == 1
         assert not run_folders(root / name / "logs")  # no empty rl-zoo3 run folder for the study
+        assert not list((root / name / "tmp").glob("SB3-*")), "a trial left a temp folder"
 
 
 def test_the_best_trial_exported_trains_unchanged(shared_study):
@@ -164,6 +198,78 @@ def test_a_worker_killed_mid_trial_is_failed_and_its_trial_run_again(postgres_ur
     assert again.state == TrialState.COMPLETE and again.params == first.params
     assert again.system_attrs["failed_trial"] == first.number
     assert again.user_attrs["worker"] != first.user_attrs["worker"]
+
+
+@pytest.mark.parametrize("fault", ["stopped for 3 s", "restarted 20 times"])
+def test_two_workers_outlive_their_database_server(fault, postgres_server, postgres_url, tmp_path):
+    args = ["--storage", postgres_url, "--study-name", "outage", "--n-trials", "1", *OUTAGE_HEARTBEAT, *TINY]
+    args[args.index("200")] = "1000"
+    workers = [start(tmp_path / name, *args) for name in ("a", "b")]
+    wait_for_running_trials(postgres_url, "outage", workers)
+    if fault == "stopped for 3 s":  # three heartbeats missed
+        postgres_server.stop()
+        time.sleep(3)
+        postgres_server.start()
+    else:
+        for _ in range(20):
+            postgres_server.restart()
+    for worker in workers:
+        out, err = finish(worker)
+        assert "Traceback" not in err and "Exception" not in err
+        if fault == "stopped for 3 s":
+            assert "Lost the storage" in out and "is back, after" in out
+    done = trials(postgres_url, "outage")
+    assert len(done) == 2 and all(t.state == TrialState.COMPLETE for t in done)  # none re-run, none RUNNING
+
+
+def test_a_server_down_past_db_wait_stops_the_worker_in_one_line(postgres_server, postgres_url, tmp_path):
+    args = ["--storage", postgres_url, "--study-name", "down", "--n-trials", "1", "--db-wait", "2", *TINY]
+    args += QUICK_HEARTBEAT
+    args[args.index("200")] = "5000"
+    worker = start(tmp_path, *args)
+    number = wait_for_running_trial(postgres_url, "down", worker)
+    postgres_server.stop()
+    try:
+        out, err = worker.communicate(timeout=60)
+    finally:
+        postgres_server.start()
+    assert worker.returncode == 75, err[-3000:]
+    assert "Traceback" not in err and "Lost the storage" in out
+    (line,) = [line for line in err.splitlines() if line.startswith("breakout-sb3")]
+    assert line.startswith("breakout-sb3: error: the storage postgresql://")
+    assert "unreachable for 2 s (--db-wait)" in line
+    assert f"its trial {number} stays RUNNING" in line
+    # left to the grace period: the next worker fails it and runs it again
+    assert trials(postgres_url, "down")[number].state == TrialState.RUNNING
+    time.sleep(3.5)
+    fail_stale_trials(postgres_url, "down")
+    left, again = trials(postgres_url, "down")
+    assert left.state == TrialState.FAIL and again.state == TrialState.WAITING and again.params == left.params
+
+
+def test_a_trial_taken_for_dead_while_its_worker_lives_is_kept_in_its_report(postgres_url, tmp_path):
+    args = ["--storage", postgres_url, "--study-name", "taken", "--n-trials", "2", *QUICK_HEARTBEAT, *TINY]
+    args[args.index("200")] = "600"
+    worker = start(tmp_path, *args)
+    number = wait_for_running_trial(postgres_url, "taken", worker)
+    worker.send_signal(signal.SIGSTOP)  # alive, but its heartbeats stop
+    try:
+        time.sleep(4)  # longer than the grace period
+        fail_stale_trials(postgres_url, "taken")
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    out, err = finish(worker)
+    assert "Traceback" not in err
+    assert f"Trial {number} finished here (score " in out and "another worker took it for dead" in out
+    taken, again = trials(postgres_url, "taken")
+    assert taken.state == TrialState.FAIL and taken.value is None
+    # the worker went on: its next trial ran the parameters again
+    assert again.state == TrialState.COMPLETE and again.system_attrs["failed_trial"] == taken.number
+    (report,) = (tmp_path / "logs/dqn").glob("report_*.csv")
+    rows = {int(row["number"]): row for row in csv.DictReader(report.open())}
+    assert rows[taken.number]["value"] != "" and "not recorded" in rows[taken.number]["not_recorded"]
+    assert rows[taken.number]["params_learning_rate"] == str(taken.params["learning_rate"])
+    assert rows[again.number]["not_recorded"] == ""
 
 
 def test_ctrl_c_stops_a_worker_cleanly_and_queues_its_trial_again(tmp_path):
@@ -222,6 +328,7 @@ def test_a_seed_sweep_runs_each_seed_once_over_two_workers(postgres_url, tmp_pat
         (["--seeds", "1", "1"], "--seeds lists a seed twice"),
         (["--sampler", "grid"], "--sampler must be one of tpe, random, auto"),
         (["--grace-period", "10", "--heartbeat-interval", "20"], "--grace-period (10 s) must be longer"),
+        (["--db-wait", "-1"], "--db-wait must be"),
         (["-i", "model.zip"], "tune does not take -i"),
     ],
 )
