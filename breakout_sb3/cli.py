@@ -149,7 +149,10 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     elif args.command == "evaluate":
         from breakout_sb3.evaluate import evaluate
 
-        print(evaluate(args.model, **_model_arguments(args), json_path=args.json).summary())
+        # the scores are shown before the JSON file is written, so that a failed write loses nothing
+        evaluate(
+            args.model, **_model_arguments(args), json_path=args.json, report=lambda r: print(r.summary(), flush=True)
+        )
     elif args.command == "record":
         from breakout_sb3.record import record
 

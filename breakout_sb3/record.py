@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 import tempfile
 from pathlib import Path
 
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecVideoRecorder
 
+from breakout_sb3.devices import check_device
 from breakout_sb3.env import check_env_id, make_env, run_hyperparams
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
 from breakout_sb3.models import load_model, resolve_model
+from breakout_sb3.outputs import check_output_path
 from breakout_sb3.ranges import RECORD_FLAGS, check_flags
 
 # The Atari 2600 draws 60 frames a second (NTSC); ale-py's metadata says 30.
@@ -33,16 +35,18 @@ def record(
     mp4 ``out`` in the emulator's own 210x160 colour frames, one frame per agent step (15 frames per second at frame
     skip 4, i.e. real time).
 
+    :param out: the mp4 to write: checked before a game is played, and replaced in one rename once the video is
+        whole (a failure leaves the old file, and no temporary one)
     :return: the raw score of each game
     """
     check_flags({"--episodes": episodes, "--seed": seed, "--epsilon": epsilon}, RECORD_FLAGS, "record")
     out = Path(out)
     if out.suffix != ".mp4":
         raise BreakoutSB3Error(f"--out must name an .mp4 file, got {out}")
-    if not out.parent.is_dir():
-        raise BreakoutSB3Error(f"--out: no folder {out.parent}")
+    check_output_path(out, "--out")
     check_env_id(env_id)
     model_path, run_dir = resolve_model(path, env_id)
+    check_device(device, announce=True)
     hyperparams = run_hyperparams(run_dir, env_id)
     set_random_seed(seed)
     env = make_env(env_id, hyperparams, seed=seed, env_kwargs={"render_mode": "rgb_array"})
@@ -67,7 +71,10 @@ def record(
         finally:
             recorder.close()  # writes the video
         (video,) = Path(tmp).glob("*.mp4")
-        shutil.move(video, out)
+        # The temporary folder is beside ``out``: one rename, so ``out`` is the old file or the whole new one.
+        with open(video, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(video, out)
     return scores
 
 

@@ -365,8 +365,8 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         self._last_saved_step = self.model.num_timesteps
         self._prune()
         if self.verbose >= 1:
-            episodes = episodes_text(self.episodes, self._scores.episode_stats)
-            print(f"Checkpoint at step {self.model.num_timesteps}, {episodes}: {final}")
+            written = Checkpoint(final, json.loads((final / STATE_FILE).read_text()))
+            print(f"Checkpoint at {written.describe()}: {final}")
         return final
 
     def _write(self, folder: Path) -> None:

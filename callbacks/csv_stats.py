@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -132,14 +134,49 @@ class CSVStatsCallback(RunFolderCallback):
             self.recent_scores.extend(float(row[1]) for row in rows[-self.window :])
 
     def _read_rows(self) -> list[list[str]]:
-        """:return: the existing file's rows without the header"""
+        """
+        :return: the existing file's rows without the header, after cutting off an incomplete last line (see
+            :meth:`_cut_incomplete_last_line`)
+        """
         if not self.path.exists() or self.path.stat().st_size == 0:
             return []
+        self._cut_incomplete_last_line()
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
+        if not rows:
+            return []
         if tuple(rows[0]) != CSV_HEADER:
             raise ValueError(f"{self.path} exists with another header; refusing to append to it")
         return rows[1:]
+
+    def _cut_incomplete_last_line(self) -> None:
+        """
+        Cut off the file's last line if it is incomplete (no line end, or fewer fields than the header): what a power
+        cut or a full disk can leave of a run (each row is one write, so a killed process cannot). Rows appended
+        after it would otherwise be glued to it, e.g. a torn ``9`` and the next row ``97,...`` read as episode 997.
+        The cut bytes are shown in a note on stderr.
+        """
+        data = self.path.read_bytes()
+        header = ",".join(CSV_HEADER).encode()
+        if b"\n" in data:
+            ours = data.split(b"\n", 1)[0].removesuffix(b"\r") == header
+        else:
+            ours = header.startswith(data.removesuffix(b"\r"))  # the header itself, torn
+        if not ours:
+            return  # another file: refused by the caller, never cut
+        end = data.rfind(b"\n") + 1  # after the last whole line
+        start = data.rfind(b"\n", 0, end - 1) + 1  # the last whole line (0: it is the header)
+        if start > 0 and len(next(csv.reader([data[start:end].decode(errors="replace")]), [])) < len(CSV_HEADER):
+            end = start
+        if end == len(data):
+            return
+        os.truncate(self.path, end)
+        line = data.count(b"\n", 0, end) + 1
+        print(
+            f"note: {self.path} line {line}: cut an incomplete last line {data[end:]!r} (a run that was killed while "
+            "writing it)",
+            file=sys.stderr,
+        )
 
     def _move_rows_after(self, episode: int, rows: list[list[str]]) -> None:
         kept = [row for row in rows if int(row[0]) <= episode]
@@ -224,6 +261,8 @@ class CSVStatsCallback(RunFolderCallback):
         if self._file is not None:
             self._file.close()
             self._file = None
+            # the clock stops: a checkpoint written at the end, or a further learn(), continues from here
+            self._time_before += time.time() - self._start_time
 
 
 def _csv_bytes(rows: list) -> bytes:

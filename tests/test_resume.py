@@ -58,12 +58,17 @@ def wait_for(condition, timeout: float = 240.0) -> None:
 
 
 def assert_one_run(rows: list[list[str]]) -> None:
-    """The CSV reads as one run: one header, episodes 1..N, frames increasing, epsilon on the schedule."""
+    """
+    The CSV reads as one run: one header, episodes 1..N, frames increasing, training time never going back, epsilon
+    on the schedule.
+    """
     assert sum(1 for r in rows if r[0] == "Episode") == 1
     body = rows[1:]
     assert [int(r[0]) for r in body] == list(range(1, len(body) + 1))
     frames = [int(r[4]) for r in body]
     assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    times = [float(r[8]) for r in body]
+    assert times == sorted(times), "Training Time restarted"
     for row in body:
         assert float(row[2]) == pytest.approx(SCHEDULE.value(int(row[4]) - 1), abs=1e-6)
 

@@ -76,7 +76,8 @@ def test_checkpoints_every_n_games_are_complete(checkpointed_run):
     folder, _, checkpoint = checkpointed_run
     paths = find_checkpoints(folder)
     assert checkpoint.episodes >= 4
-    assert len(paths) == checkpoint.episodes // 2
+    assert len(paths) == checkpoint.episodes // 2 + 1  # and the end of training's
+    assert Checkpoint.read(paths[0]).num_timesteps == 1_200
     assert [p.name for p in (folder / "checkpoints").iterdir() if p.name.startswith(".")] == []
     oldest = Checkpoint.read(paths[-1])
     assert sorted(p.name for p in paths[-1].iterdir()) == ["model.zip", "replay_buffer.zst", "rng.pkl", "state.json"]
@@ -238,9 +239,12 @@ def test_a_model_with_a_non_finite_weight_is_never_checkpointed(tmp_path):
     model = small_breakout_dqn(env)
     checkpoint = EpisodeCheckpointCallback(save_freq_episodes=1, log_dir=str(tmp_path))
     model.learn(40, callback=checkpoint)
+    before = find_checkpoints(tmp_path)  # the end of training's, at step 40
     with th.no_grad():
         model.q_net.q_net[0].bias[0] = float("inf")
     with pytest.raises(NonFiniteTrainingError, match=r"q_net\.q_net\.0\.bias"):
         checkpoint.save()
     env.close()
-    assert find_checkpoints(tmp_path) == []
+    assert [p.name for p in before] == ["step_0000000040"]
+    assert find_checkpoints(tmp_path) == before
+    assert not list((tmp_path / "checkpoints").glob(".*")), "no half-written checkpoint"
