@@ -17,7 +17,7 @@ from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.models import load_model, resolve_model
 from breakout_sb3.outputs import check_output_path
 from breakout_sb3.ranges import PLAY_FLAGS, check_flags
-from callbacks._atomic import atomic_write
+from callbacks.atomic import atomic_write
 
 # The DQN papers (Mnih et al. 2015) evaluate with epsilon 0.05: a fully greedy Breakout agent can stall forever
 # once it stops pressing FIRE or loops, and 0.05 makes scores comparable with the published ones.

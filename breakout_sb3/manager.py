@@ -32,7 +32,6 @@ from breakout_sb3.refill import ReplayRefillCallback, refill_target
 from breakout_sb3.run_lock import RunLock
 from breakout_sb3.signals import checkpoint_on_signals
 from breakout_sb3.zoo_args import absolute_paths
-from callbacks._run_folder import RunFolderCallback
 from callbacks.checkpoint import (
     REPLAY_FILE,
     Checkpoint,
@@ -43,6 +42,7 @@ from callbacks.checkpoint import (
 )
 from callbacks.nonfinite import NonFiniteTrainingError
 from callbacks.replay_io import ReplayBufferFileError, attach_replay_buffer, load_replay_buffer
+from callbacks.run_folder import RunFolderCallback
 
 RESUME_FILE = "resume.json"
 

@@ -24,7 +24,7 @@ from matplotlib.ticker import EngFormatter
 from breakout_sb3.config import atari_wrapper_kwargs
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.outputs import check_output_path
-from callbacks._atomic import atomic_path
+from callbacks.atomic import atomic_path
 from callbacks.csv_stats import CSV_HEADER
 
 FIGURE_SIZE = (10, 8)  # inches

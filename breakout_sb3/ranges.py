@@ -1,7 +1,7 @@
 """
 The allowed range of every recipe key and every numeric command-line flag, in one place.
 
-Each range is a pydantic-annotated type (``callbacks._validation``, where the callbacks declare theirs too). Values
+Each range is a pydantic-annotated type (``callbacks.validation``, where the callbacks declare theirs too). Values
 are checked before a run folder, an env or a model exists; a value out of range is one line naming the key, the
 value and the range.
 """
@@ -14,7 +14,7 @@ from pydantic import Field
 
 from breakout_sb3.config import atari_wrapper_kwargs, class_specs, uses_atari_wrapper
 from breakout_sb3.errors import BreakoutSB3Error
-from callbacks._validation import (
+from callbacks.validation import (
     FiniteFloat,
     NonNegativeInt,
     PositiveFloat,

@@ -62,9 +62,9 @@ from breakout_sb3.tune_storage import (
     shown_url,
 )
 from breakout_sb3.zoo_args import check_train_args, parse_zoo_params
-from callbacks._run_folder import RunFolderCallback
 from callbacks.checkpoint import EpisodeCheckpointCallback
 from callbacks.nonfinite import NonFiniteTrainingError
+from callbacks.run_folder import RunFolderCallback
 from callbacks.stop import StopTrainingOnRunningScore
 
 TUNE_HELP = """\

@@ -20,12 +20,12 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
 
-from callbacks._atomic import atomic_write, write_synced
-from callbacks._episodes import EpisodeScores, EpisodeStats
-from callbacks._run_folder import RunFolderCallback
-from callbacks._validation import PositiveInt, checked_init
+from callbacks.atomic import atomic_write, write_synced
+from callbacks.episodes import EpisodeScores, EpisodeStats
 from callbacks.nonfinite import NonFiniteTrainingError, first_non_finite_parameter
 from callbacks.replay_io import check_replay_file_header, write_replay_buffer
+from callbacks.run_folder import RunFolderCallback
+from callbacks.validation import PositiveInt, checked_init
 
 # 2: the replay buffer compressed (replay_buffer.zst), and the size of the run's Monitor files
 CHECKPOINT_FORMAT = 2

@@ -11,10 +11,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any, TextIO
 
-from callbacks._atomic import atomic_write
-from callbacks._episodes import EpisodeScores, EpisodeStats, mean_score
-from callbacks._run_folder import RunFolderCallback
-from callbacks._validation import PositiveInt, checked_init
+from callbacks.atomic import atomic_write
+from callbacks.episodes import EpisodeScores, EpisodeStats, mean_score
+from callbacks.run_folder import RunFolderCallback
+from callbacks.validation import PositiveInt, checked_init
 
 CSV_HEADER = (
     "Episode",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import ConstantSchedule
 
-from callbacks._validation import NonNegativeInt, Probability, checked_init
+from callbacks.validation import NonNegativeInt, Probability, checked_init
 
 
 class TwoPhaseEpsilonSchedule:

@@ -29,7 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
-from callbacks._atomic import atomic_write
+from callbacks.atomic import atomic_write
 
 REPLAY_BUFFER_FORMAT = 1
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -6,10 +6,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from callbacks._atomic import atomic_save_model
-from callbacks._episodes import EpisodeScores, EpisodeStats, mean_score
-from callbacks._run_folder import RunFolderCallback
-from callbacks._validation import FiniteFloat, NonNegativeInt, PositiveInt, checked_init
+from callbacks.atomic import atomic_save_model
+from callbacks.episodes import EpisodeScores, EpisodeStats, mean_score
+from callbacks.run_folder import RunFolderCallback
+from callbacks.validation import FiniteFloat, NonNegativeInt, PositiveInt, checked_init
 
 
 class StopTrainingOnRunningScore(RunFolderCallback):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from breakout_sb3 import ranges
 from breakout_sb3.cli import main
 from callbacks import CSVStatsCallback, EpisodeCheckpointCallback, StopTrainingOnRunningScore, TwoPhaseEpsilonCallback
-from callbacks._validation import shown
+from callbacks.validation import shown
 from tests.conftest import run_cli
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

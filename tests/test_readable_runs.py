@@ -23,7 +23,7 @@ from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.evaluate import evaluate
 from breakout_sb3.plot import Curve, draw, plot, read_curve, running_reward_scale
 from callbacks import CSV_HEADER, CSVStatsCallback
-from callbacks._atomic import atomic_path
+from callbacks.atomic import atomic_path
 from tests.conftest import run_folders
 from tests.test_zoo_scripts import PLOT_TRAIN
 
