@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import types
-import typing
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,21 +10,22 @@ from typing import Any
 import yaml
 from rl_zoo3.utils import get_class_by_name
 
-from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.errors import BreakoutSB3Error, first_line
+from callbacks.validation import describe, matches, shown
 
 # Keys rl-zoo3's ExperimentManager consumes itself; the others go to the algorithm's constructor.
-ZOO_KEYS: dict[str, tuple[type, ...]] = {
-    "n_timesteps": (int, float),
-    "n_envs": (int,),
-    "frame_stack": (int,),
-    "env_wrapper": (str, list, dict),
-    "vec_env_wrapper": (str, list, dict),
-    "callback": (str, list, dict),
-    "normalize": (bool, str, dict),
-    "env_kwargs": (dict,),
-    "monitor_kwargs": (dict, str),
-    "noise_type": (str,),
-    "noise_std": (int, float),
+ZOO_KEYS: dict[str, Any] = {
+    "n_timesteps": float,  # an int is a valid float
+    "n_envs": int,
+    "frame_stack": int,
+    "env_wrapper": str | list | dict,
+    "vec_env_wrapper": str | list | dict,
+    "callback": str | list | dict,
+    "normalize": bool | str | dict,
+    "env_kwargs": dict,
+    "monitor_kwargs": dict | str,
+    "noise_type": str,
+    "noise_std": float,
 }
 # Keys breakout-sb3's ExperimentManager consumes (hyperparams/dqn.yml's fast entry).
 BREAKOUT_SB3_KEYS: dict[str, tuple[str, ...]] = {"vec_env": ("sb3", "ale")}
@@ -64,7 +62,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        problem = getattr(e, "problem", None) or first_line(e)
         raise BreakoutSB3Error(f"{path}: malformed YAML{where}: {problem}") from None
     if not isinstance(config, dict):
         raise BreakoutSB3Error(f"{path}: expected a mapping of environment ids to hyperparameters")
@@ -117,17 +115,22 @@ def class_specs(spec: Any) -> list[tuple[str, dict[str, Any]]]:
     return result
 
 
-def atari_wrapper_kwargs(env_wrapper: Any) -> dict[str, Any]:
-    """:return: the kwargs given to SB3's ``AtariWrapper`` in an rl-zoo3 ``env_wrapper`` value (empty if none)"""
+def atari_wrapper_spec(env_wrapper: Any) -> dict[str, Any] | None:
+    """:return: the kwargs given to SB3's ``AtariWrapper`` in an rl-zoo3 ``env_wrapper`` value, None if it has none"""
     for name, kwargs in class_specs(env_wrapper):
         if name.rsplit(".", 1)[-1] == "AtariWrapper":
             return kwargs
-    return {}
+    return None
+
+
+def atari_wrapper_kwargs(env_wrapper: Any) -> dict[str, Any]:
+    """:return: the kwargs given to SB3's ``AtariWrapper`` in an rl-zoo3 ``env_wrapper`` value (empty if none)"""
+    return atari_wrapper_spec(env_wrapper) or {}
 
 
 def uses_atari_wrapper(env_wrapper: Any) -> bool:
     """:return: whether an rl-zoo3 ``env_wrapper`` value wraps the env in SB3's ``AtariWrapper``"""
-    return any(name.rsplit(".", 1)[-1] == "AtariWrapper" for name, _ in class_specs(env_wrapper))
+    return atari_wrapper_spec(env_wrapper) is not None
 
 
 def check_classes(hyperparams: dict[str, Any], where: str) -> None:
@@ -178,9 +181,8 @@ def check_hyperparams(hyperparams: dict[str, Any], algo_class: type, where: str)
                 f"{where}: '{key}' cannot be a hyperparameter; rl-zoo3 takes it from {ZOO_COMMAND_LINE_KEYS[key]}"
             )
         if key in ZOO_KEYS:
-            expected: tuple[type, ...] = ZOO_KEYS[key]
-            if not _is_instance(value, expected):
-                raise BreakoutSB3Error(f"{where}: '{key}' must be {_names(expected)}, got {value!r}")
+            if not matches(value, ZOO_KEYS[key]):
+                raise BreakoutSB3Error(f"{where}: '{key}' must be {describe(ZOO_KEYS[key])}, got {shown(value)}")
             continue
         if key not in known:
             raise BreakoutSB3Error(f"{where}: unknown hyperparameter '{key}'{_suggestion(key, known | set(ZOO_KEYS))}")
@@ -189,8 +191,8 @@ def check_hyperparams(hyperparams: dict[str, Any], algo_class: type, where: str)
         annotation = parameters[key].annotation
         if key == "train_freq" and isinstance(value, list):
             value = tuple(value)
-        if not _matches(value, annotation):
-            raise BreakoutSB3Error(f"{where}: '{key}' must be {_describe(annotation)}, got {value!r}")
+        if not matches(value, annotation):
+            raise BreakoutSB3Error(f"{where}: '{key}' must be {describe(annotation)}, got {shown(value)}")
 
 
 def constructor_parameters(algo_class: type) -> dict[str, inspect.Parameter]:
@@ -213,48 +215,3 @@ def _suggestion(key: str, known: set[str]) -> str:
 
     close = difflib.get_close_matches(key, sorted(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _is_instance(value: Any, expected: tuple[type, ...]) -> bool:
-    if isinstance(value, bool) and bool not in expected:
-        return False
-    return isinstance(value, expected)
-
-
-def _names(expected: tuple[type, ...]) -> str:
-    return " or ".join(t.__name__ for t in expected)
-
-
-def _matches(value: Any, annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if annotation in (Any, inspect.Parameter.empty) or isinstance(annotation, (str, typing.ForwardRef)):
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is float:
-        return _is_instance(value, (int, float))
-    if annotation in (int, bool, str):
-        return _is_instance(value, (annotation,))
-    if origin is dict or annotation is dict:
-        return isinstance(value, dict)
-    if origin is tuple:
-        return isinstance(value, tuple)
-    if origin is type or annotation is type:
-        return isinstance(value, type)
-    if origin is Callable or annotation is Callable:
-        return callable(value)
-    if isinstance(annotation, type):
-        return isinstance(value, annotation)
-    return True
-
-
-def _describe(annotation: Any) -> str:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in typing.get_args(annotation))
-    if annotation is type(None):
-        return "null"
-    if typing.get_origin(annotation) is not None:
-        return typing.get_origin(annotation).__name__
-    return getattr(annotation, "__name__", str(annotation))

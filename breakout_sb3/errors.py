@@ -1,2 +1,10 @@
 class BreakoutSB3Error(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
+
+
+def first_line(error: BaseException | str) -> str:
+    """:return: the first line of an exception's message (its type's name if it has none), or of a text"""
+    text = str(error).strip()
+    if text:
+        return text.splitlines()[0]
+    return "" if isinstance(error, str) else type(error).__name__

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from breakout_sb3.config import atari_wrapper_kwargs, class_specs, uses_atari_wrapper
+from breakout_sb3.config import atari_wrapper_kwargs, uses_atari_wrapper
 from breakout_sb3.errors import BreakoutSB3Error
 from callbacks.validation import (
     FiniteFloat,
@@ -141,11 +141,9 @@ def check_hyperparam_ranges(hyperparams: dict[str, Any], where: str, fast: bool 
     for key, value in (hyperparams.get("env_kwargs") or {}).items():
         if key in ENV_KWARGS:
             check(f"env_kwargs '{key}'", value, ENV_KWARGS[key], where)
-    for name, kwargs in class_specs(hyperparams.get("env_wrapper")):
-        if name.endswith("AtariWrapper"):
-            for key, value in kwargs.items():
-                if key in ATARI_WRAPPER_KWARGS:
-                    check(f"AtariWrapper '{key}'", value, ATARI_WRAPPER_KWARGS[key], where)
+    for key, value in atari_wrapper_kwargs(hyperparams.get("env_wrapper")).items():
+        if key in ATARI_WRAPPER_KWARGS:
+            check(f"AtariWrapper '{key}'", value, ATARI_WRAPPER_KWARGS[key], where)
     batch, buffer = hyperparams.get("batch_size"), hyperparams.get("buffer_size")
     if isinstance(batch, int) and isinstance(buffer, int) and buffer < batch:
         raise BreakoutSB3Error(

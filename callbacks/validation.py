@@ -15,7 +15,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import annotated_types
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, validate_call
+from pydantic import (
+    ConfigDict,
+    Field,
+    PydanticSchemaGenerationError,
+    PydanticUserError,
+    TypeAdapter,
+    ValidationError,
+    validate_call,
+)
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
@@ -54,6 +62,17 @@ def describe(annotation: Any) -> str:
         return "a finite number"
     if annotation is str:
         return "a string"
+    if annotation is dict or origin is dict:
+        return "a mapping"
+    if annotation is list or origin is list:
+        return "a list"
+    if annotation is tuple or origin is tuple:
+        return "a tuple"
+    if origin is type:
+        (base,) = typing.get_args(annotation)
+        return f"a subclass of {getattr(base, '__name__', base)}"
+    if annotation is Callable or origin is Callable:
+        return "a callable"
     return getattr(annotation, "__name__", str(annotation))
 
 
@@ -84,7 +103,27 @@ def shown(value: Any) -> str:
 
 @functools.cache
 def _adapter(annotation: Any) -> TypeAdapter:
-    return TypeAdapter(annotation)
+    return TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True))
+
+
+def matches(value: Any, annotation: Any) -> bool:
+    """
+    :return: whether ``value`` is of the type ``annotation`` declares, checked as :func:`check_value` checks it
+        (strictly); an annotation given as a string, or one pydantic cannot build a check for, allows any value
+    """
+    if annotation is Any or isinstance(annotation, (str, typing.ForwardRef)):
+        return True
+    try:
+        adapter = _adapter(annotation)
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError):
+        return True
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    except PydanticUserError:  # a forward reference pydantic cannot resolve
+        return True
+    return True
 
 
 def check_value(name: str, value: Any, annotation: Any) -> Any:

@@ -144,7 +144,7 @@ ENTRY = f"{ENV_ID}:\n  policy: CnnPolicy\n  n_timesteps: 100\n"
     [
         (ENTRY + "  batch_size: [32\n", "malformed YAML at line 5"),
         (ENTRY + "  lerning_rate: 0.1\n", "unknown hyperparameter 'lerning_rate' (did you mean 'learning_rate'?)"),
-        (ENTRY + "  batch_size: big\n", "'batch_size' must be int, got 'big'"),
+        (ENTRY + "  batch_size: big\n", "'batch_size' must be an integer, got 'big'"),
         (ENTRY + "  seed: 1\n", "'seed' cannot be a hyperparameter"),
         ("- just\n- a list\n", "expected a mapping"),
         ("CartPole-v1:\n  policy: MlpPolicy\n", f"no hyperparameters for {ENV_ID}"),
