@@ -23,6 +23,10 @@ Defaults: --algo dqn --env BreakoutNoFrameskip-v4 --conf-file hyperparams/dqn.ym
 """
 
 
+# rl-zoo3's flag for its hyperparameter optimization: `breakout-sb3 train -optimize` runs `breakout-sb3 tune`
+OPTIMIZE_FLAGS = {"-optimize", "--optimize-hyperparameters"}
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, with its errors on one line: ``breakout-sb3: error: ...``, exit status 2."""
 
@@ -69,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(record, episodes=1)
     record.add_argument("--out", default="game.mp4", help="the mp4 to write (default: game.mp4)")
 
+    _add_plot_parser(commands)
+    _add_tune_parser(commands)
+    return parser
+
+
+def _add_plot_parser(commands: Any) -> None:
     plot = commands.add_parser("plot", help="draw the learning curve of one or more runs as a PNG")
     plot.add_argument("runs", nargs="*", help="run folders or training_stats.csv files (several: overlaid)")
     plot.add_argument(
@@ -81,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default="curve.png", help="the PNG to write (default: curve.png)")
     plot.add_argument("--threshold", type=float, default=40.0, help="stop threshold line (default: 40)")
 
+
+def _add_tune_parser(commands: Any) -> None:
     tune = commands.add_parser(
         "tune",
         add_help=False,
@@ -92,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--grace-period", type=int, default=120, metavar="S")
     tune.add_argument("--max-retry", type=int, default=3, metavar="N")
     tune.add_argument("--db-wait", type=int, default=600, metavar="S")
-    return parser
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, episodes: int) -> None:
@@ -138,10 +149,15 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         if {"-h", "--help"} & set(rest):
             print(TRAIN_HELP)
         ranges.check_flags({"--keep-checkpoints": args.keep_checkpoints}, ranges.TRAIN_FLAGS, "train")
+        if OPTIMIZE_FLAGS & set(rest):  # rl-zoo3's hyperparameter optimization is `breakout-sb3 tune`
+            from breakout_sb3.tune import tune
+
+            tune([arg for arg in rest if arg not in OPTIMIZE_FLAGS], fast=args.fast)
+            return 0
         options = CheckpointOptions(replay_buffer=not args.checkpoint_without_replay, keep_last=args.keep_checkpoints)
         train(rest, options, fast=args.fast, progress=not args.no_progress)
     elif args.command == "resume":
-        from breakout_sb3.train import resume
+        from breakout_sb3.resume import resume
 
         flags = {"--n-timesteps": args.n_timesteps, "--refill-steps": args.refill_steps}
         ranges.check_flags(flags, ranges.RESUME_FLAGS, "resume")
@@ -149,14 +165,13 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     elif args.command == "evaluate":
         from breakout_sb3.evaluate import evaluate
 
+        model_arguments = _model_arguments(args, ranges.PLAY_FLAGS, "evaluate")
         # the scores are shown before the JSON file is written, so that a failed write loses nothing
-        evaluate(
-            args.model, **_model_arguments(args), json_path=args.json, report=lambda r: print(r.summary(), flush=True)
-        )
+        evaluate(args.model, **model_arguments, json_path=args.json, report=lambda r: print(r.summary(), flush=True))
     elif args.command == "record":
         from breakout_sb3.record import record
 
-        scores = record(args.model, **_model_arguments(args), out=args.out)
+        scores = record(args.model, **_model_arguments(args, ranges.RECORD_FLAGS, "record"), out=args.out)
         print(f"{args.out}: {len(scores)} games, scores {', '.join(f'{s:g}' for s in scores)}")
     elif args.command == "plot":
         from breakout_sb3.plot import plot
@@ -164,8 +179,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         ranges.check_flags({"--threshold": args.threshold}, ranges.PLOT_FLAGS, "plot")
         print(plot(args.runs, out=args.out, threshold=args.threshold, mean_groups=args.mean))
     elif args.command == "tune":
-        from breakout_sb3.tune import TuneOptions, tune
-        from breakout_sb3.tune_storage import Heartbeat
+        from breakout_sb3.tune import Heartbeat, TuneOptions, tune
 
         ranges.check_flags({"--db-wait": args.db_wait}, ranges.TUNE_FLAGS, "tune")
         heartbeat = Heartbeat(args.heartbeat_interval, args.grace_period, args.max_retry)
@@ -173,11 +187,17 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-def _model_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """The arguments ``evaluate`` and ``record`` share."""
+def _model_arguments(args: argparse.Namespace, flag_ranges: dict[str, Any], command: str) -> dict[str, Any]:
+    """
+    :param flag_ranges: the ranges of ``--episodes``, ``--seed`` and ``--epsilon``
+    :param command: the command named in errors
+    :return: the arguments ``evaluate`` and ``record`` share, checked
+    """
+    from breakout_sb3 import ranges
     from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
-    from breakout_sb3.models import run_env_id
+    from breakout_sb3.model_files import run_env_id
 
     epsilon = DEFAULT_EVAL_EPSILON if args.epsilon is None else args.epsilon
     env_id = args.env or run_env_id(args.model) or ENV_ID
+    ranges.check_flags({"--episodes": args.episodes, "--seed": args.seed, "--epsilon": epsilon}, flag_ranges, command)
     return dict(env_id=env_id, episodes=args.episodes, seed=args.seed, epsilon=epsilon, device=args.device)

@@ -14,9 +14,8 @@ from stable_baselines3.common.utils import set_random_seed
 from breakout_sb3.devices import check_device
 from breakout_sb3.env import check_env_id, make_env, run_hyperparams, sticky_actions
 from breakout_sb3.errors import BreakoutSB3Error
-from breakout_sb3.models import load_model, resolve_model
+from breakout_sb3.model_files import load_model, resolve_model
 from breakout_sb3.outputs import check_output_path
-from breakout_sb3.ranges import PLAY_FLAGS, check_flags
 from callbacks.atomic import atomic_write
 
 # The DQN papers (Mnih et al. 2015) evaluate with epsilon 0.05: a fully greedy Breakout agent can stall forever
@@ -66,7 +65,6 @@ def evaluate(
     :param report: called with the result before the JSON file is written (the CLI prints the summary), so that the
         scores are shown even if writing fails
     """
-    check_flags({"--episodes": episodes, "--seed": seed, "--epsilon": epsilon}, PLAY_FLAGS, "evaluate")
     if json_path is not None:
         check_output_path(json_path, "--json")
     check_env_id(env_id)

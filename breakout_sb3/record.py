@@ -13,9 +13,8 @@ from breakout_sb3.devices import check_device
 from breakout_sb3.env import check_env_id, make_env, run_hyperparams
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
-from breakout_sb3.models import load_model, resolve_model
+from breakout_sb3.model_files import load_model, resolve_model
 from breakout_sb3.outputs import check_output_path
-from breakout_sb3.ranges import RECORD_FLAGS, check_flags
 
 # The Atari 2600 draws 60 frames a second (NTSC); ale-py's metadata says 30.
 ATARI_FPS = 60
@@ -39,7 +38,6 @@ def record(
         whole (a failure leaves the old file, and no temporary one)
     :return: the raw score of each game
     """
-    check_flags({"--episodes": episodes, "--seed": seed, "--epsilon": epsilon}, RECORD_FLAGS, "record")
     out = Path(out)
     if out.suffix != ".mp4":
         raise BreakoutSB3Error(f"--out must name an .mp4 file, got {out}")

@@ -61,19 +61,8 @@ def check_train_args(argv: list[str], fast: bool = False) -> str:
     :param fast: the fast configuration (FastDQN on ale-py's vector env)
     :return: the name of the YAML entry the run trains
     """
-    parser = _OneLineParser(add_help=False)
-    parser.add_argument("--algo", default="dqn")
-    parser.add_argument("--env", default=ENV_ID)
-    parser.add_argument("-conf", "--conf-file")
-    parser.add_argument("-params", "--hyperparams", nargs="+", default=[])
-    parser.add_argument("--env-kwargs", nargs="+", default=[])
-    parser.add_argument("--eval-env-kwargs", nargs="+", default=[])
-    parser.add_argument("-i", "--trained-agent", default="")
-    parser.add_argument("--device", default="auto")
-    for flag in TRAIN_FLAGS:
-        aliases = [alias for alias, name in TRAIN_FLAG_ALIASES.items() if name == flag]
-        parser.add_argument(*aliases, flag, dest=flag, default=None)
-    args, _ = parser.parse_known_args(argv)
+    args = parse_zoo_flags(argv, "train")
+    args.algo, args.env = args.algo or "dqn", args.env or ENV_ID
 
     check_env_id(args.env)
     atari = is_atari(args.env)
@@ -81,13 +70,13 @@ def check_train_args(argv: list[str], fast: bool = False) -> str:
         raise BreakoutSB3Error(f"--fast trains Atari games only (ale-py's vector env), not {args.env}")
     if args.algo not in ALGOS:
         raise BreakoutSB3Error(f"unknown algorithm '{args.algo}' (choose from {', '.join(ALGOS)})")
-    device = check_device(args.device)
+    device = check_device(args.device or "auto")
     for flag in TRAIN_FLAGS:
-        value = getattr(args, flag)
+        value = integer_flag(flag, getattr(args, flag), "train")
         if value is not None:
-            check(flag, _integer(flag, value), TRAIN_FLAGS[flag], "train")
-    overrides = parse_zoo_params(args.hyperparams)
-    env_kwargs = parse_zoo_params(args.env_kwargs, flag="--env-kwargs")
+            check(flag, value, TRAIN_FLAGS[flag], "train")
+    overrides = parse_zoo_params(args.hyperparams or [])
+    env_kwargs = parse_zoo_params(args.env_kwargs or [], flag="--env-kwargs")
     conf = args.conf_file or str(default_config_path())
     entry = entry_names(args.env, atari, fast)[0]
     if conf.endswith((".yml", ".yaml")):
@@ -163,15 +152,55 @@ def check_fast_env(hyperparams: dict[str, Any], where: str, env_kwargs_where: st
 
 
 class _OneLineParser(argparse.ArgumentParser):
+    """argparse, raising its errors as :class:`BreakoutSB3Error` naming ``command``."""
+
+    def __init__(self, command: str):
+        super().__init__(add_help=False)
+        self.command = command
+
     def error(self, message: str) -> NoReturn:
-        raise BreakoutSB3Error(f"train: {message}")
+        raise BreakoutSB3Error(f"{self.command}: {message}")
 
 
-def _integer(flag: str, value: str) -> int:
+def parse_zoo_flags(argv: list[str], command: str) -> argparse.Namespace:
+    """
+    Read the rl-zoo3 flags that breakout-sb3 checks or uses itself; the others pass through unread.
+
+    :param argv: rl-zoo3 train flags
+    :param command: the command named in errors (``train``, ``tune``)
+    :return: the flags, None where not given; the numeric ones (:data:`TRAIN_FLAGS`) as given, as strings, under
+        their flag name (``getattr(args, "--n-timesteps")``)
+    """
+    parser = _OneLineParser(command)
+    parser.add_argument("--algo")
+    parser.add_argument("--env")
+    parser.add_argument("-conf", "--conf-file")
+    parser.add_argument("-params", "--hyperparams", nargs="+")
+    parser.add_argument("--env-kwargs", nargs="+")
+    parser.add_argument("--eval-env-kwargs", nargs="+")
+    parser.add_argument("-i", "--trained-agent")
+    parser.add_argument("--device")
+    parser.add_argument("-f", "--log-folder")
+    parser.add_argument("--trial-id")
+    parser.add_argument("--storage")
+    parser.add_argument("--study-name")
+    parser.add_argument("--sampler")
+    parser.add_argument("--pruner")
+    for flag in TRAIN_FLAGS:
+        aliases = [alias for alias, name in TRAIN_FLAG_ALIASES.items() if name == flag]
+        parser.add_argument(*aliases, flag, dest=flag)
+    args, _ = parser.parse_known_args(argv)
+    return args
+
+
+def integer_flag(flag: str, value: str | None, command: str) -> int | None:
+    """:return: the integer ``value`` of ``flag`` (None: not given) :raise BreakoutSB3Error: naming ``command``"""
+    if value is None:
+        return None
     try:
         return int(value)
     except ValueError:
-        raise BreakoutSB3Error(f"train: {flag} must be an integer, got {value!r}") from None
+        raise BreakoutSB3Error(f"{command}: {flag} must be an integer, got {value!r}") from None
 
 
 def parse_zoo_params(items: list[str], flag: str = "-params") -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
 
-from callbacks.atomic import atomic_write, write_synced
+from callbacks.atomic import write_synced
 from callbacks.episodes import EpisodeScores, EpisodeStats
 from callbacks.nonfinite import NonFiniteTrainingError, first_non_finite_parameter
 from callbacks.replay_io import check_replay_file_header, write_replay_buffer
@@ -126,27 +126,6 @@ class Checkpoint:
             check_replay_file_header(path / REPLAY_FILE)  # its checksum is checked when it is loaded
         return cls(path, state)
 
-    def roll_back_monitor_files(self, log_dir: str | Path, verbose: int = 1) -> None:
-        """
-        Cut each Monitor file of ``log_dir`` back to its size at this checkpoint, so that it holds the games up to the
-        checkpoint only; the rows after are moved, with the file's header, to ``<name>.monitor.after_step_<N>.csv``
-        (``.2``, ``.3``... if that exists), which SB3's ``load_results`` does not read. Call it before the resumed
-        run creates its envs (its ``Monitor`` appends to the file). A file missing or shorter than recorded is left
-        as it is, with a line saying so.
-
-        :param log_dir: the run folder (where the Monitor files are)
-        :param verbose: 0: silent; 1: a line per file rolled back or left as it is
-        """
-        recorded: dict[str, int] | None = self.state.get("monitor_files")
-        if recorded is None:
-            if verbose >= 1:
-                print(f"{self.path.name} (format {self.state['format']}) has no Monitor file sizes: not rolled back")
-            return
-        for name, size in recorded.items():
-            message = _roll_back_monitor_file(Path(log_dir) / name, size, self.num_timesteps)
-            if message is not None and verbose >= 1:
-                print(message)
-
 
 def episodes_text(episodes: int, episode_stats: str) -> str:
     """:return: ``episodes`` named as ``episode_stats`` counts them"""
@@ -186,35 +165,6 @@ def monitor_file_sizes(log_dir: str | Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(Path(log_dir).glob(MONITOR_GLOB)) if p.is_file()}
 
 
-def _roll_back_monitor_file(path: Path, size: int, step: int) -> str | None:
-    """:return: what was done, or None if there was nothing to do"""
-    if not path.is_file():
-        return f"{path.name} is missing (it held {size} bytes at step {step}): not rolled back"
-    actual = path.stat().st_size
-    if actual < size:
-        return f"{path.name} is shorter ({actual} bytes) than at step {step} ({size} bytes): not rolled back"
-    if actual == size:
-        return None
-    with open(path, "rb") as f:
-        header = b""
-        for line in f:  # Monitor's "#{json}" line, then its column names
-            header += line
-            if not line.startswith(b"#") or len(header) >= size:
-                break
-        f.seek(size)
-        later = f.read()
-    prefix = path.name[: -len("monitor.csv")]
-    side = path.with_name(f"{prefix}monitor.after_step_{step}.csv")
-    k = 1
-    while side.exists():
-        k += 1
-        side = path.with_name(f"{prefix}monitor.after_step_{step}.{k}.csv")
-    atomic_write(side, lambda f: f.write(header[:size] + later))
-    os.truncate(path, size)
-    rows = later.count(b"\n") + (not later.endswith(b"\n"))
-    return f"{rows} rows after step {step} moved from {path.name} to {side.name}"
-
-
 def stateful_callbacks(callback: BaseCallback) -> Iterator[tuple[str, BaseCallback]]:
     """
     :return: (key, callback) for every callback in the tree that has ``state_dict``/``load_state_dict``; the key is
@@ -250,7 +200,6 @@ class EpisodeCheckpointCallback(RunFolderCallback):
     - ``state.json``: step, episode count, the ``state_dict()`` of every other callback of the same ``learn()``
       call that has one (e.g. the CSV's episode count and the stop rule's window), the size of each file, and the
       size of each Monitor file (``*monitor.csv``) of ``log_dir``, so that a resumed run can cut them back
-      (:meth:`Checkpoint.roll_back_monitor_files`)
 
     A checkpoint is written into a hidden folder beside its final name, flushed to disk, then renamed into place, so a
     crash at any instant leaves the previous checkpoints and either a complete new one or none. Only the newest

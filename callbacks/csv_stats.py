@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from callbacks.atomic import atomic_write
 from callbacks.episodes import EpisodeScores, EpisodeStats, mean_score
-from callbacks.run_folder import RunFolderCallback
+from callbacks.run_folder import RunFolderCallback, side_path
 from callbacks.validation import PositiveInt, checked_init
 
 CSV_HEADER = (
@@ -183,11 +183,7 @@ class CSVStatsCallback(RunFolderCallback):
         later = rows[len(kept) :]
         if not later:
             return
-        side = self.path.with_name(f"{self.path.stem}.after_episode_{episode}.csv")
-        k = 1
-        while side.exists():
-            k += 1
-            side = self.path.with_name(f"{self.path.stem}.after_episode_{episode}.{k}.csv")
+        side = side_path(self.path, f"after_episode_{episode}")
         for path, body in ((side, later), (self.path, kept)):
             atomic_write(path, lambda f, body=body: f.write(_csv_bytes([CSV_HEADER, *body])))
         if self.verbose >= 1:

@@ -28,6 +28,19 @@ def monitor_folder(vec_env: VecEnv) -> Path | None:
         env = env.env
 
 
+def side_path(path: Path, tag: str) -> Path:
+    """
+    :return: a free name beside ``path`` for rows moved out of it: ``<stem>.<tag>.csv``, else ``<stem>.<tag>.2.csv``,
+        ``.3``... (``training_stats.csv``, ``after_episode_9``: ``training_stats.after_episode_9.csv``)
+    """
+    side = path.with_name(f"{path.stem}.{tag}.csv")
+    k = 1
+    while side.exists():
+        k += 1
+        side = path.with_name(f"{path.stem}.{tag}.{k}.csv")
+    return side
+
+
 class RunFolderCallback(BaseCallback):
     """
     Base for callbacks that write files into a run folder.

@@ -13,6 +13,7 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from breakout_sb3.fast import FrameStackReplayBuffer
+from breakout_sb3.resume import roll_back_monitor_files
 from callbacks import (
     Checkpoint,
     EpisodeCheckpointCallback,
@@ -185,7 +186,7 @@ def test_rolling_back_monitor_files_moves_later_rows_aside_and_reports_missing_o
     before = monitor.read_bytes()
     size = previous.state["monitor_files"]["0.monitor.csv"]
     assert len(before) > size, "the test needs games after the older checkpoint"
-    previous.roll_back_monitor_files(copy)
+    roll_back_monitor_files(previous, copy)
     side = copy / f"0.monitor.after_step_{previous.num_timesteps}.csv"
     header = b"".join(before.splitlines(keepends=True)[:2])
     assert monitor.read_bytes() == before[:size]
@@ -194,16 +195,16 @@ def test_rolling_back_monitor_files_moves_later_rows_aside_and_reports_missing_o
     assert capsys.readouterr().out.strip() == (
         f"{later_rows} rows after step {previous.num_timesteps} moved from 0.monitor.csv to {side.name}"
     )
-    previous.roll_back_monitor_files(copy)  # nothing more to move
+    roll_back_monitor_files(previous, copy)  # nothing more to move
     assert capsys.readouterr().out == ""
 
     monitor.write_bytes(before[: size // 2])
-    previous.roll_back_monitor_files(copy)
+    roll_back_monitor_files(previous, copy)
     assert capsys.readouterr().out.strip() == (
         f"0.monitor.csv is shorter ({size // 2} bytes) than at step {previous.num_timesteps} ({size} bytes): "
         "not rolled back"
     )
     monitor.unlink()
-    previous.roll_back_monitor_files(copy)
+    roll_back_monitor_files(previous, copy)
     out = capsys.readouterr().out.strip()
     assert out.startswith("0.monitor.csv is missing") and len(out.splitlines()) == 1

@@ -164,7 +164,7 @@ def test_bad_yaml_is_one_line(tmp_path, capsys, yaml_text, message):
     ("args", "message"),
     [
         (["train", "-params", "lerning_rate:0.1"], "-params: unknown hyperparameter 'lerning_rate'"),
-        (["train", "-params", "gamma:'high'"], "-params: 'gamma' must be float, got 'high'"),
+        (["train", "-params", "gamma:'high'"], "-params: 'gamma' must be a finite number, got 'high'"),
         (["train", "-params", "batch_size:thirty"], "-params batch_size:thirty: cannot read the value"),
         (["train", "--env", "Breakout-v9"], "unknown environment id 'Breakout-v9'"),
         (["train", "--conf-file", "missing.yml"], "hyperparameter file not found: missing.yml"),

@@ -23,7 +23,7 @@ from stable_baselines3 import DQN
 from breakout_sb3 import ENV_ID
 from breakout_sb3.cli import main
 from breakout_sb3.config import class_specs, default_config_path, read_config
-from breakout_sb3.tune_storage import Heartbeat, open_storage, open_study
+from breakout_sb3.tune.storage import Heartbeat, open_storage, open_study
 from tests.conftest import run_cli, run_folders
 
 pytest_plugins = ("tests.postgres",)

@@ -10,13 +10,14 @@ from rl_zoo3.utils import ALGOS
 from breakout_sb3 import ENV_ID
 from breakout_sb3.config import class_specs, default_config_path, read_config
 from breakout_sb3.errors import BreakoutSB3Error
-from breakout_sb3.manager import FAST_ALGO
-from breakout_sb3.tune_space import SPACE_KEY, SearchSpace
+from breakout_sb3.manager import FAST_ALGO, register_fast_dqn
+from breakout_sb3.tune.space import SPACE_KEY, SearchSpace
 
 EPSILON = "callbacks.TwoPhaseEpsilonCallback"
 
 
 def yaml_space(entry_name: str = ENV_ID, algo: str = "dqn", fixed: set[str] | None = None) -> SearchSpace:
+    register_fast_dqn()
     config = read_config(default_config_path())
     return SearchSpace.from_config(config, config[entry_name], ALGOS[algo], "dqn.yml", fixed=fixed or set())
 

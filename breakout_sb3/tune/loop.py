@@ -25,7 +25,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from breakout_sb3.tune_retry import Outage, StorageUnreachable, TrialHeartbeat
+from breakout_sb3.tune.retry import Outage, StorageUnreachable, TrialHeartbeat
 
 # Under Optuna's logger, so that trials are logged as Study.optimize logs them.
 _logger = optuna.logging.get_logger("optuna.breakout_sb3.tune")

@@ -23,7 +23,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import StudyDirection
 
 from breakout_sb3.errors import BreakoutSB3Error
-from breakout_sb3.tune_retry import Outage, PatientRDBStorage, database_error, one_line
+from breakout_sb3.tune.retry import Outage, PatientRDBStorage, database_error, one_line
 
 # Optuna's study_name column: VARCHAR(512).
 MAX_STUDY_NAME = 512

@@ -216,10 +216,6 @@ class SearchSpace:
             result.update(_follow_batch_size(entry, self.algo_class, result["batch_size"]))
         return result
 
-    def describe(self) -> dict[str, str]:
-        """:return: each parameter's distribution, in words"""
-        return {p.name: _describe(p.distribution) for p in self.params}
-
 
 def _spec(path: str, kwargs: dict[str, Any]) -> str | dict[str, dict[str, Any]]:
     return {path: kwargs} if kwargs else path
