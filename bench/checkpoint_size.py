@@ -2,7 +2,7 @@
 Checkpoint size, write time and load time with the recipe's replay (100,000 transitions), for SB3's ReplayBuffer
 and for breakout_sb3.fast.FrameStackReplayBuffer, filled with real Breakout transitions.
 
-    python bench/checkpoint_size.py                                   # about 6 minutes and 12 GB of memory here
+    python bench/checkpoint_size.py                                   # about 6 minutes on 2 CPU cores, 12 GB of memory
     python bench/checkpoint_size.py --json bench/results/checkpoint_cpu.json
     python bench/checkpoint_size.py --transitions 1500 --buffers sb3  # a quick look
 

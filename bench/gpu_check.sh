@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check of the fast configuration, in two device calls (each under the device tool's 10 minutes; the machine
-# has no network: run bench/gpu_wheels.sh here first, and name .whl in the call's carry):
+# The GPU check of the fast configuration, in two runs of under 10 minutes each. For a GPU machine without internet
+# access, run bench/gpu_wheels.sh first on a machine with it and copy .whl/ along with the checkout.
 #
 #   bench/gpu_check.sh learn [SECONDS] [N_ENVS]  trained from scratch (default 480 s, at most 600; 64 envs),
 #                                                then 10 full games at epsilon 0.05 (breakout-sb3 evaluate) and
@@ -9,9 +9,9 @@
 #   bench/gpu_check.sh --cpu-smoke               both, tiny, on this machine's CPU, importing only what the GPU
 #                                                machine has (bench/device_sim) (~5 min on 2 cores)
 #
-# Everything it writes goes to $OUT (what the device tool brings back; at most 8 files): learning_<gpu>.json,
-# learning_run.png, learn.log, training_stats.csv, 0.monitor.csv, eval.json for `learn`; throughput_<gpu>.json,
-# bench.log for `bench`. Then, here: copy the JSON into bench/results/ and the PNG into docs/.
+# Everything it writes goes to $OUT (default /tmp/gpu_check_out): learning_<gpu>.json, learning_run.png, learn.log,
+# training_stats.csv, 0.monitor.csv, eval.json for `learn`; throughput_<gpu>.json, bench.log for `bench`. Then, in
+# the checkout: copy the JSON into bench/results/ and the PNG into docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:?usage: bench/gpu_check.sh learn [SECONDS] [N_ENVS] | bench [N_ENVS ...] | --cpu-smoke}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The Python packages this project needs that the GPU machine's image lacks (/work/.library/device/KINDS.md), as
-# wheels for its Python 3.12 on x86-64, into .whl/ (git-ignored through .git/info/exclude): run once, here, before a
-# GPU session; bench/gpu_check.sh installs them there. Versions: those of this checkout's virtualenv.
+# The Python packages this project needs beyond those of a GPU machine's PyTorch image (bench/device_sim lists what
+# such an image has), as wheels for its Python 3.12 on x86-64, into .whl/ (git-ignored through .git/info/exclude):
+# run once, on a machine with internet access, and copy .whl/ to the GPU machine along with the checkout;
+# bench/gpu_check.sh installs them there. Versions: those of this checkout's virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude

@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from breakout_sb3.config import atari_wrapper_kwargs
 from breakout_sb3.devices import check_device
 from breakout_sb3.env import STICKY_ACTIONS, atari_env_kwargs
-from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.errors import BreakoutSB3Error, first_line
 from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from breakout_sb3.monitor_clock import continue_monitor_clocks
 from breakout_sb3.refill import ReplayRefillCallback, refill_target
@@ -56,8 +56,14 @@ class CheckpointOptions:
 
 
 FAST_ALGO = "fast_dqn"
-# rl-zoo3 looks algorithms up in this table (its --algo choices); the fast configuration trains with FastDQN.
-ALGOS.setdefault(FAST_ALGO, FastDQN)
+
+
+def register_fast_dqn() -> None:
+    """
+    Add FastDQN to rl-zoo3's algorithm table as ``fast_dqn``: rl-zoo3 looks ``--algo`` up there (its choices),
+    and the fast configuration trains with it. Call it before rl-zoo3 parses its flags; calling it again does nothing.
+    """
+    ALGOS.setdefault(FAST_ALGO, FastDQN)
 
 
 @dataclass
@@ -246,8 +252,7 @@ class BreakoutExperimentManager(ExperimentManager):
             raise
         except Exception as e:  # before the first step, what fails comes from the configuration: one line
             self._remove_if_new(new_folder, new_algo_folder)
-            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise BreakoutSB3Error(f"cannot set up the run: {type(e).__name__}: {message}") from e
+            raise BreakoutSB3Error(f"cannot set up the run: {type(e).__name__}: {first_line(str(e))}") from e
         return results
 
     def _remove_if_new(self, new_folder: bool, new_algo_folder: bool) -> None:

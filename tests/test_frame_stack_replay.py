@@ -391,19 +391,3 @@ def test_sample_batches_never_returns_an_overwritten_transition(storage_device: 
                 float(batch.dones[i, 0]),
             )
             assert transition in held
-
-
-def test_unpickles_a_buffer_of_the_previous_format() -> None:
-    """Replay buffers pickled in earlier checkpoints (no zero row after the head-frame ring) still load."""
-    sb3, fast = fill_both(40, 4, 4, (1, 3, 2), 60)
-    state = fast.__getstate__()
-    state["_side_frames"] = state["_side_frames"][:-1]
-    for name in ("_side_capacity", "storage_version", "_last_new_obs", "_last_terminal", "_last_done"):
-        del state[name]
-    meta = state.pop("_meta")
-    state.update(_seg_len=meta[..., 0].astype(np.uint8), _head_len=meta[..., 1].astype(np.uint8))
-    state["_side_ptr"] = meta[..., 2]
-    old = FrameStackReplayBuffer.__new__(FrameStackReplayBuffer)
-    old.__setstate__(pickle.loads(pickle.dumps(state)))
-    for seed in range(5):
-        assert_same_samples(sample(sb3, seed), sample(old, seed))

@@ -1,8 +1,8 @@
 """
 Only the packages of the GPU machine: a Python started with this folder on PYTHONPATH (``bench/gpu_check.sh
---cpu-smoke``) can import the standard library, this checkout, the packages of the device image that this project
-uses (``/work/.library/device/KINDS.md``'s list) and those carried as wheels (``bench/gpu_wheels.sh``); any other
-top-level import fails, as it would there. Versions are not simulated: the local ones are used.
+--cpu-smoke``) can import the standard library, this checkout, the packages of the GPU machine's PyTorch image that
+this project uses (``DEVICE`` below) and those copied along as wheels (``bench/gpu_wheels.sh``); any other top-level
+import fails, as it would there. Versions are not simulated: the local ones are used.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib.util
 import os
 import sys
 
-# The device image's packages (top-level module names), as KINDS.md lists them, that this project may import
+# The GPU machine image's packages (top-level module names) that this project may import
 DEVICE = {
     "PIL",
     "absl",
@@ -69,9 +69,9 @@ DEVICE = {
     "yaml",
     "_yaml",
 }
-# What the local huggingface_hub imports (the device's older one imports httpx instead)
+# What the local huggingface_hub imports (the GPU machine's older one imports httpx instead)
 LOCAL_ONLY = {"httpx2", "httpcore2", "truststore", "hf_xet"}
-# Carried as wheels by bench/gpu_wheels.sh
+# Copied along as wheels by bench/gpu_wheels.sh
 WHEELS = {
     "ale_py",
     "gymnasium",

@@ -87,7 +87,7 @@ class AleVecEnv(VecEnv):
         ``ALE/*-v5``); the C++ env draws it per frame, as ``AtariEnv`` does under ``AtariWrapper``
     :param env_id: the gymnasium id written in the Monitor file's header (None: the game's ``*NoFrameskip-v4``)
     :param num_threads: C++ worker threads (None: ``min(n_envs, CPU count - 1)``, at least 1: the learner's own
-        thread needs a core; on 2 cores, 1 worker thread doubled the training speed of 2)
+        thread needs a core of its own)
     :param monitor_file: where to record every finished game, as SB3's ``Monitor`` does (its ``filename``:
         ``".monitor.csv"`` is appended unless the name ends with ``"monitor.csv"``); None: no file
     :param monitor_append: append to an existing ``monitor_file`` instead of overwriting it (no second header)

@@ -211,7 +211,7 @@ class FrameStackReplayBuffer(ReplayBuffer):
         obs_frames = self._split_frames(obs, "obs")
         next_frames = self._split_frames(next_obs, "next_obs")
         self._check_shifted(obs_frames, next_frames, np.arange(self.n_envs))
-        # One comparison for all envs (a Python loop of array_equal cost ~1 ms per step with 16 envs)
+        # One comparison for all envs rather than a Python loop of array_equal
         last_next = self._previous_next_frames()
         continues = self._has_last & (obs_frames == last_next).reshape(self.n_envs, -1).all(axis=1)
         timeouts = [info.get("TimeLimit.truncated", False) for info in infos]
@@ -412,8 +412,8 @@ class FrameStackReplayBuffer(ReplayBuffer):
         n = len(slots)
         if self._tensor_device is None:
             slots, envs = np.asarray(slots), np.asarray(envs)
-            # Into the same array at every call: allocating and freeing 18 MB per vector step of 64 envs cost
-            # page faults in the gather and 3 ms of unmapping afterwards
+            # Into the same array at every call: a fresh one per vector step costs page faults in the gather and
+            # unmapping afterwards
             shape = (n * (self.n_stack + 1), *self.frame_shape)
             if self._gather_out is None or self._gather_out.shape != shape:
                 self._gather_out = np.empty(shape, dtype=self.observation_space.dtype)
@@ -543,8 +543,8 @@ class FrameStackReplayBuffer(ReplayBuffer):
 
     def _zeros(self, shape: tuple[int, ...], dtype: np.typing.DTypeLike) -> Array:
         if self._tensor_device is None:
-            # Written now rather than left to the OS to map at first write (np.zeros): a page fault per 4 kB in
-            # add() cost ~0.4 ms per vector step of 64 envs while the replay fills
+            # Written now rather than left to the OS to map at first write (np.zeros), which would slow add() with
+            # page faults while the replay fills
             array = np.empty(shape, dtype=dtype)
             array.fill(0)
             return array
@@ -572,14 +572,6 @@ class FrameStackReplayBuffer(ReplayBuffer):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if "_side_capacity" not in state:  # pickled by an earlier version: no zero row after the head-frame ring
-            meta = [state.pop(name).astype(np.int64) for name in ("_seg_len", "_head_len", "_side_ptr")]
-            state["_meta"] = np.stack(meta, axis=-1)
-            side = state["_side_frames"]
-            state["_side_capacity"] = len(side)
-            state["_side_frames"] = np.concatenate([side, np.zeros_like(side[:1])])
-            state["_last_done"] = np.zeros(state["n_envs"], dtype=bool)
-            state.update(storage_version=0, _last_new_obs=None, _last_terminal={}, _gather_out=None)
         self.__dict__.update(state)
         self._tensor_device = None if self.storage_device is None else get_device(self.storage_device)
         if self._tensor_device is not None:

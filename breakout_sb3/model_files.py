@@ -1,4 +1,4 @@
-"""Find the model zip a user points at (a zip or a run folder) and load it."""
+"""Find the model zip a user points at (a zip or a run folder), the env id its run trained on, and load it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import VecEnv
 
 from breakout_sb3.env import env_folder_name, env_id_of_folder
-from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.errors import BreakoutSB3Error, first_line
 from callbacks.checkpoint import latest_checkpoint
 
 
@@ -55,5 +55,4 @@ def load_model(path: Path, env: VecEnv, device: str = "auto") -> DQN:
     try:
         return DQN.load(path, env=env, device=device, buffer_size=1)
     except Exception as e:  # whatever a damaged or foreign file makes SB3 raise, reported in one line
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BreakoutSB3Error(f"cannot load {path}: {first_line}") from None
+        raise BreakoutSB3Error(f"cannot load {path}: {first_line(e)}") from None
