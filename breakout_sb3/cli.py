@@ -1,4 +1,4 @@
-"""``breakout-sb3``: train (rl-zoo3's flags), resume, evaluate, record, plot."""
+"""``breakout-sb3``: train (rl-zoo3's flags), resume, evaluate, record, plot, tune."""
 
 from __future__ import annotations
 

@@ -1,3 +1,6 @@
+"""The error a user gets: one line, without a traceback (the CLI prints it and exits 2)."""
+
+
 class BreakoutSB3Error(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
 
