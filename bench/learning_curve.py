@@ -65,6 +65,7 @@ def yaml_callbacks(hyperparams: dict[str, Any], log_dir: Path) -> list[BaseCallb
             callback.log_dir = str(log_dir)
         if hasattr(callback, "save_replay_buffer"):
             callback.save_replay_buffer = False  # model-only checkpoints: a measurement, not a run to resume
+            callback.save_at_end = False  # nor one when learn() returns: throughput.py times learn() in chunks
         callbacks.append(callback)
     return callbacks
 

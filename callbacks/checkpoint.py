@@ -212,6 +212,8 @@ class EpisodeCheckpointCallback(RunFolderCallback):
     :param save_replay_buffer: include the replay buffer (SB3's buffer takes 56 kB per transition in memory,
         Breakout transitions about 0.1 kB compressed)
     :param keep_last: number of checkpoints kept (None: all)
+    :param save_at_end: also write one when training ends (its steps done, a callback's stop), so that a run can
+        be continued from where it ended; False for ``learn()`` called in chunks that are not ends of a run
     :param episode_stats: ``"monitor"`` (episodes recorded by SB3's ``Monitor``: whole games under ``AtariWrapper``)
         or ``"learner"`` (every ``done``); see :class:`~callbacks.CSVStatsCallback`
     :param log_dir: run folder (None: the training env's Monitor folder, i.e. rl-zoo3's run folder)
@@ -225,6 +227,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         save_freq_steps: PositiveInt | None = None,
         save_replay_buffer: bool = True,
         keep_last: PositiveInt | None = 2,
+        save_at_end: bool = True,
         episode_stats: EpisodeStats = "monitor",
         log_dir: str | None = None,
         verbose: int = 1,
@@ -234,6 +237,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         self.save_freq_steps = save_freq_steps
         self.save_replay_buffer = save_replay_buffer
         self.keep_last = keep_last
+        self.save_at_end = save_at_end
         self._scores = EpisodeScores(episode_stats)
         self.episodes = 0
         self.last_checkpoint: Path | None = None
@@ -283,7 +287,8 @@ class EpisodeCheckpointCallback(RunFolderCallback):
     def _on_training_end(self) -> None:
         # Every end of training is a checkpoint (the total reached, a callback's stop, a signal), so that the run
         # can always be continued from where it ended; unless this callback stopped it right after writing one.
-        if not self._stopping and (self.last_checkpoint is None or self._last_saved_step != self.model.num_timesteps):
+        written = self.last_checkpoint is not None and self._last_saved_step == self.model.num_timesteps
+        if self.save_at_end and not self._stopping and not written:
             self.save()
         self._pending = False
 

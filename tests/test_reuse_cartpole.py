@@ -15,7 +15,7 @@ from callbacks import (
     TwoPhaseEpsilonCallback,
     latest_checkpoint,
 )
-from callbacks.checkpoint import find_checkpoints
+from callbacks.checkpoint import Checkpoint, find_checkpoints
 
 
 def test_all_callbacks_on_plain_sb3_dqn_cartpole(tmp_path):
@@ -35,6 +35,7 @@ def test_all_callbacks_on_plain_sb3_dqn_cartpole(tmp_path):
     assert float(rows[-1][2]) < 1.0  # epsilon decayed with the env steps of both envs
     checkpoints = find_checkpoints(tmp_path)
     assert len(checkpoints) == 2  # keep_last
-    newest = latest_checkpoint(tmp_path)
-    assert newest.episodes == stats.episode // 20 * 20
+    newest = latest_checkpoint(tmp_path)  # the end of training's
+    assert newest.num_timesteps == 4_000 and newest.episodes == stats.episode
+    assert Checkpoint.read(checkpoints[1]).episodes == stats.episode // 20 * 20  # every 20 episodes before it
     assert DQN.load(newest.model_path, device="cpu").num_timesteps == newest.num_timesteps

@@ -248,3 +248,14 @@ def test_a_model_with_a_non_finite_weight_is_never_checkpointed(tmp_path):
     assert [p.name for p in before] == ["step_0000000040"]
     assert find_checkpoints(tmp_path) == before
     assert not list((tmp_path / "checkpoints").glob(".*")), "no half-written checkpoint"
+
+
+def test_save_at_end_false_leaves_the_end_of_learn_unsaved(tmp_path):
+    """For learn() called in chunks that are not the end of a run (a benchmark's timed chunks)."""
+    env = breakout_env()
+    model = small_breakout_dqn(env)
+    model.learn(
+        40, callback=EpisodeCheckpointCallback(save_freq_episodes=1000, save_at_end=False, log_dir=str(tmp_path))
+    )
+    env.close()
+    assert find_checkpoints(tmp_path) == []
