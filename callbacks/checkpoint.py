@@ -307,7 +307,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
             folder.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            self._write(tmp)
+            state = self._write(tmp)
             if final.exists():  # a checkpoint of this very step: replace it
                 shutil.rmtree(final)
             os.rename(tmp, final)
@@ -319,11 +319,11 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         self._last_saved_step = self.model.num_timesteps
         self._prune()
         if self.verbose >= 1:
-            written = Checkpoint(final, json.loads((final / STATE_FILE).read_text()))
-            print(f"Checkpoint at {written.describe()}: {final}")
+            print(f"Checkpoint at {Checkpoint(final, state).describe()}: {final}")
         return final
 
-    def _write(self, folder: Path) -> None:
+    def _write(self, folder: Path) -> dict[str, Any]:
+        """:return: the checkpoint's state, as written into ``state.json``"""
         files = {MODEL_FILE: self.model.save}
         replay = getattr(self.model, "replay_buffer", None)
         if self.save_replay_buffer and replay is not None:
@@ -347,6 +347,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         }
         write_synced(folder / STATE_FILE, lambda f: f.write(json.dumps(state, indent=2).encode()))
         _fsync_dir(folder)
+        return state
 
     def _rng_state(self) -> dict[str, Any]:
         action_rng = getattr(self.model.action_space, "np_random", None)
