@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import gymnasium as gym
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from callbacks.run_folder import file_monitor
 
 
 def header_t_start(path: str | Path) -> float | None:
@@ -30,9 +30,9 @@ def continue_monitor_clocks(vec_env: VecEnv) -> None:
     if not isinstance(base, DummyVecEnv):
         return
     for env in base.envs:
-        while isinstance(env, gym.Wrapper) and not isinstance(env, Monitor):
-            env = env.env
-        if isinstance(env, Monitor) and env.results_writer is not None:
-            t_start = header_t_start(env.results_writer.file_handler.name)
+        monitor = file_monitor(env)
+        if monitor is not None:
+            assert monitor.results_writer is not None
+            t_start = header_t_start(monitor.results_writer.file_handler.name)
             if t_start is not None:
-                env.t_start = t_start
+                monitor.t_start = t_start

@@ -11,6 +11,16 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 
+def file_monitor(env: gym.Env) -> Monitor | None:
+    """:return: the outermost SB3 ``Monitor`` around ``env`` that writes a ``*.monitor.csv`` file, None if none does"""
+    while True:
+        if isinstance(env, Monitor) and env.results_writer is not None:
+            return env
+        if not isinstance(env, gym.Wrapper):
+            return None
+        env = env.env
+
+
 def monitor_folder(vec_env: VecEnv) -> Path | None:
     """
     :return: the folder the first env's ``Monitor`` writes its ``*.monitor.csv`` into, or None if there is no
@@ -19,13 +29,11 @@ def monitor_folder(vec_env: VecEnv) -> Path | None:
     base = vec_env.unwrapped
     if not isinstance(base, DummyVecEnv):
         return None
-    env: gym.Env = base.envs[0]
-    while True:
-        if isinstance(env, Monitor) and env.results_writer is not None:
-            return Path(env.results_writer.file_handler.name).parent
-        if not isinstance(env, gym.Wrapper):
-            return None
-        env = env.env
+    monitor = file_monitor(base.envs[0])
+    if monitor is None:
+        return None
+    assert monitor.results_writer is not None
+    return Path(monitor.results_writer.file_handler.name).parent
 
 
 def side_path(path: Path, tag: str) -> Path:
