@@ -1,13 +1,15 @@
-"""``breakout-sb3``: train (rl-zoo3's flags), resume, evaluate, record, plot, tune."""
+"""``breakout-sb3``: train (rl-zoo3's flags), resume, check, evaluate, record, plot, tune."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from typing import Any, NoReturn
 
 from breakout_sb3 import ENV_ID
-from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.errors import BreakoutSB3Error, os_error_line
 
 TRAIN_HELP = """\
 breakout-sb3 train [--fast] [--checkpoint-without-replay] [--keep-checkpoints K] [--no-progress] [rl-zoo3 flags]
@@ -64,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="transitions collected before training resumes, if the checkpoint has no replay buffer (default: 50000)",
     )
     resume.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    check = commands.add_parser(
+        "check",
+        help="check a run folder without changing it: each checkpoint's files, the CSV and Monitor files, and where "
+        "resume would start (exit 0: resumable as it is, 1: not, 2: not a run folder)",
+    )
+    check.add_argument("run", help="the run folder (logs/dqn/BreakoutNoFrameskip-v4_<n>)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
 
     evaluate = commands.add_parser("evaluate", help="play full games with a model zip and report the score")
     _add_model_arguments(evaluate, episodes=10)
@@ -137,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"breakout-sb3: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk, a folder that cannot be written: the file and the reason, in one line
+        print(f"breakout-sb3: error: {os_error_line(e, 'the current folder')}", file=sys.stderr)
+        return 2
 
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
@@ -162,6 +175,15 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         flags = {"--n-timesteps": args.n_timesteps, "--refill-steps": args.refill_steps}
         ranges.check_flags(flags, ranges.RESUME_FLAGS, "resume")
         resume(args.run, n_timesteps=args.n_timesteps, refill_steps=args.refill_steps, progress=not args.no_progress)
+    elif args.command == "check":
+        from breakout_sb3.check import check_run
+
+        report = check_run(args.run)
+        if args.json:
+            print(json.dumps({**dataclasses.asdict(report), "resumable": report.resumable}, indent=2))
+        else:
+            print("\n".join(report.lines()))
+        return 0 if report.resumable else 1
     elif args.command == "evaluate":
         from breakout_sb3.evaluate import evaluate
 

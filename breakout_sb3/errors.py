@@ -11,3 +11,11 @@ def first_line(error: BaseException | str) -> str:
     if text:
         return text.splitlines()[0]
     return "" if isinstance(error, str) else type(error).__name__
+
+
+def os_error_line(error: OSError, folder: str) -> str:
+    """:return: an OS error met while writing into ``folder``, naming the file when the error knows it"""
+    reason = error.strerror or first_line(error)
+    if error.filename is not None:
+        return f"cannot write {error.filename}: {reason}"
+    return f"a write into {folder} failed: {reason}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 from collections import OrderedDict
@@ -25,13 +24,14 @@ from stable_baselines3.common.vec_env import VecEnv
 from breakout_sb3.config import atari_wrapper_kwargs
 from breakout_sb3.devices import check_device
 from breakout_sb3.env import STICKY_ACTIONS, atari_env_kwargs
-from breakout_sb3.errors import BreakoutSB3Error, first_line
+from breakout_sb3.errors import BreakoutSB3Error, first_line, os_error_line
 from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from breakout_sb3.monitor_clock import continue_monitor_clocks
 from breakout_sb3.refill import ReplayRefillCallback, refill_target
 from breakout_sb3.run_lock import RunLock
+from breakout_sb3.run_spec import RunSpec, command_line
 from breakout_sb3.signals import checkpoint_on_signals
-from breakout_sb3.zoo_args import absolute_paths
+from callbacks.atomic import atomic_path, atomic_save_model, fsync_dir, fsync_file
 from callbacks.checkpoint import (
     REPLAY_FILE,
     Checkpoint,
@@ -43,8 +43,6 @@ from callbacks.checkpoint import (
 from callbacks.nonfinite import NonFiniteTrainingError
 from callbacks.replay_io import ReplayBufferFileError, attach_replay_buffer, load_replay_buffer
 from callbacks.run_folder import RunFolderCallback
-
-RESUME_FILE = "resume.json"
 
 
 @dataclass
@@ -109,6 +107,7 @@ class BreakoutExperimentManager(ExperimentManager):
         self.config_entry = config_entry
         self.vec_env_kind = "sb3"
         self._saved_env_wrapper: Any = None
+        self._end_message = ""
         if resume is not None:
             self.save_path = str(resume.run_dir)
             self.params_path = f"{self.save_path}/{self.env_name}"
@@ -224,21 +223,34 @@ class BreakoutExperimentManager(ExperimentManager):
         return next((cb for cb in self.callbacks if isinstance(cb, EpisodeCheckpointCallback)), None)
 
     def _save_config(self, saved_hyperparams: dict[str, Any]) -> None:
+        """
+        rl-zoo3's config files (``config.yml``, ``args.yml``, ``command.txt``), a copy of the YAML the run reads
+        (``hyperparams.yml``) and ``resume.json``, each written whole or not at all: rl-zoo3 writes its files into a
+        hidden folder beside ``<run>/<env>/``, from which each is flushed and renamed into place.
+        """
         if self.resume is not None:
             return  # the run's config, args and resume.json stay those of the run
-        super()._save_config(saved_hyperparams)
-        argv = absolute_paths(self.train_argv)
-        if self.config.endswith((".yml", ".yaml")):  # the conf file rl-zoo3 read
-            snapshot = Path(self.params_path) / "hyperparams.yml"
-            shutil.copyfile(self.config, snapshot)
-            argv += ["--conf-file", str(snapshot.resolve())]
-        resume = {
-            "format": 1,
-            "argv": argv,
-            "config_entry": self.config_entry,
-            "checkpoint_options": dataclasses.asdict(self.checkpoint_options),
-        }
-        (Path(self.save_path) / RESUME_FILE).write_text(json.dumps(resume, indent=2) + "\n")
+        final = Path(self.params_path)
+        staging = final.with_name(f".{final.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        self.params_path = str(staging)
+        try:
+            super()._save_config(saved_hyperparams)
+            if self.config.endswith((".yml", ".yaml")):  # the conf file rl-zoo3 read
+                shutil.copyfile(self.config, staging / "hyperparams.yml")
+            for file in sorted(staging.iterdir()):
+                fsync_file(file)
+                os.replace(file, final / file.name)
+            fsync_dir(final)
+        finally:
+            self.params_path = str(final)
+            shutil.rmtree(staging, ignore_errors=True)
+        snapshot = final / "hyperparams.yml" if self.config.endswith((".yml", ".yaml")) else None
+        options = dataclasses.asdict(self.checkpoint_options)
+        RunSpec.of_new_run(self.train_argv, self.save_path, snapshot, self.config_entry, options).write(
+            Path(self.save_path)
+        )
 
     def setup_experiment(self) -> tuple[BaseAlgorithm, dict[str, Any]] | None:
         new_folder = not Path(self.save_path).exists()
@@ -311,21 +323,60 @@ class BreakoutExperimentManager(ExperimentManager):
             with checkpoint_on_signals(checkpoint) as received, sb3_logger_folder(self.save_path):
                 model.learn(self.n_timesteps, reset_num_timesteps=not self.continue_training, **kwargs)
         except NonFiniteTrainingError as e:
-            last = latest_checkpoint(self.save_path)
+            last = latest_checkpoint(self.save_path, on_skip=_quiet)
             kept = f"the last good checkpoint, {last.path}, is kept" if last else "no checkpoint was written"
             raise BreakoutSB3Error(f"{e}; training stopped, {kept}") from None
         except CheckpointError as e:
-            raise BreakoutSB3Error(f"{e}; training stopped, the previous checkpoints are kept") from None
+            raise BreakoutSB3Error(f"{e.strerror or e}; training stopped, {self._intact_checkpoint()}") from None
+        except OSError as e:  # a full disk, a folder gone: the file that failed, and what can be resumed
+            stopped = f"training stopped at step {model.num_timesteps}, {self._intact_checkpoint()}"
+            raise BreakoutSB3Error(f"{os_error_line(e, self.save_path)}; {stopped}") from None
         finally:
             assert model.env is not None
             model.env.close()
         if received:
-            print(
-                f"{received[0]}: stopped at step {model.num_timesteps} after checkpoint {checkpoint.last_checkpoint}.\n"
-                f"Resume with: breakout-sb3 resume {self.save_path}"
-            )
+            step, last = model.num_timesteps, checkpoint.last_checkpoint
+            print(f"{received[0]}: stopped at step {step} after checkpoint {last}.")
+            self._end_message = f"Resume with: {command_line('breakout-sb3', 'resume', self.save_path)}"
         else:
-            print(f"Continue this run with: breakout-sb3 resume {self.save_path} -n STEPS")
+            self._end_message = (
+                f"Continue this run with: {command_line('breakout-sb3', 'resume', self.save_path)} -n STEPS"
+            )
+
+    def save_trained_model(self, model: BaseAlgorithm) -> None:
+        """
+        rl-zoo3's final model ``<run>/<env>.zip`` (and ``replay_buffer.pkl`` with ``--save-replay-buffer``), each
+        written whole or not at all; then how to go on, once everything is written.
+        """
+        print(f"Saving to {self.save_path}")
+        final = Path(self.save_path) / f"{self.env_name}.zip"
+        try:
+            atomic_save_model(model, final)
+            if self.save_replay_buffer and hasattr(model, "save_replay_buffer"):
+                print("Saving replay buffer")
+                with atomic_path(Path(self.save_path) / "replay_buffer.pkl") as tmp:
+                    model.save_replay_buffer(tmp)
+            if self.normalize:
+                vec_normalize = model.get_vec_normalize_env()
+                assert vec_normalize is not None
+                with atomic_path(Path(self.params_path) / "vecnormalize.pkl") as tmp:
+                    vec_normalize.save(str(tmp))
+        except OSError as e:
+            raise BreakoutSB3Error(f"{os_error_line(e, self.save_path)}; {self._intact_checkpoint()}") from None
+        if self._end_message:
+            print(self._end_message)
+
+    def _intact_checkpoint(self) -> str:
+        """:return: the newest intact checkpoint of the run, and how to resume from it (after a failed write)"""
+        last = latest_checkpoint(self.save_path, on_skip=_quiet)
+        if last is None:
+            return "and the run has no intact checkpoint"
+        resume = command_line("breakout-sb3", "resume", self.save_path)
+        return f"the newest intact checkpoint is {last.path.name} (step {last.num_timesteps}): {resume} continues it"
+
+
+def _quiet(_: Exception) -> None:
+    """A broken checkpoint skipped without a word (the line that reports the failure names the intact one)."""
 
 
 @contextlib.contextmanager

@@ -1,22 +1,20 @@
-"""``breakout-sb3 resume``: continue a run from its newest complete checkpoint, its Monitor files cut back to it."""
+"""``breakout-sb3 resume``: continue a run from its newest intact checkpoint, its Monitor files cut back to it."""
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
+import sys
 from pathlib import Path
-
-from stable_baselines3.common.buffers import ReplayBuffer
 
 from breakout_sb3.devices import check_device, device_flag
 from breakout_sb3.errors import BreakoutSB3Error
-from breakout_sb3.manager import RESUME_FILE, CheckpointOptions, ResumePlan
+from breakout_sb3.manager import CheckpointOptions, ResumePlan
+from breakout_sb3.resume_point import find_resume_point
 from breakout_sb3.run_lock import run_lock
+from breakout_sb3.run_spec import RESUME_FILE, RESUME_FORMAT, RunSpec
 from breakout_sb3.train import run_zoo_train, with_progress
 from callbacks.atomic import atomic_write
-from callbacks.checkpoint import REPLAY_FILE, Checkpoint, complete_checkpoints
-from callbacks.replay_io import ReplayBufferFileError, read_replay_buffer
+from callbacks.checkpoint import Checkpoint, checkpoint_dir, set_aside
 from callbacks.run_folder import side_path
 
 
@@ -24,8 +22,9 @@ def resume(
     run_dir: str | Path, n_timesteps: int | None = None, refill_steps: int = 50_000, progress: bool = True
 ) -> None:
     """
-    ``breakout-sb3 resume``: continue a run from its newest complete checkpoint whose replay buffer reads back
-    whole (checksum included), after cutting the run's Monitor files back to that checkpoint.
+    ``breakout-sb3 resume``: continue a run, wherever its folder now is, with its own values (its ``resume.json``
+    and its copy of the YAML), from its newest checkpoint whose every file is the one written. Newer checkpoints
+    (broken) are set aside in ``checkpoints/set_aside/``, and the run's Monitor files are cut back to the checkpoint.
 
     :param run_dir: the run folder
     :param n_timesteps: further agent steps (None: up to the run's original total)
@@ -33,42 +32,44 @@ def resume(
     :param progress: show SB3's progress bar (steps/s, ETA)
     """
     run_dir = Path(run_dir)
-    saved_file = run_dir / RESUME_FILE
-    if not saved_file.is_file():
-        what = "no run folder" if not run_dir.is_dir() else f"no {RESUME_FILE} (not started by breakout-sb3 train)"
-        raise BreakoutSB3Error(f"cannot resume {run_dir}: {what}")
+    if not run_dir.is_dir():
+        raise BreakoutSB3Error(f"cannot resume {run_dir}: no run folder")
+    if not (run_dir / RESUME_FILE).is_file():
+        raise BreakoutSB3Error(f"cannot resume {run_dir}: no {RESUME_FILE} (not started by breakout-sb3 train)")
     if n_timesteps is not None and n_timesteps <= 0:
         raise BreakoutSB3Error(f"-n must be > 0, got {n_timesteps}")
     with run_lock(run_dir) as lock:  # before anything in the folder is read or changed
-        saved = json.loads(saved_file.read_text())
-        check_device(device_flag(saved["argv"]), where=str(saved_file))  # the device the run was started on
-        checkpoint, replay = _resume_point(run_dir)
+        try:
+            spec, version, notes = RunSpec.read(run_dir)
+        except BreakoutSB3Error as e:
+            raise BreakoutSB3Error(f"cannot resume {e}") from None
+        argv = spec.train_argv(run_dir, notes)
+        check_device(device_flag(argv), where=str(run_dir / RESUME_FILE))  # the device the run was started on
+        point = find_resume_point(run_dir, read_replay=True)
+        for broken in point.skipped:
+            print(f"note: skipping checkpoint {broken.path.name}: {broken.reason}", file=sys.stderr)
+        checkpoint = point.checkpoint
+        if checkpoint is None:
+            raise BreakoutSB3Error(f"cannot resume {run_dir}: no complete checkpoint in {checkpoint_dir(run_dir)}")
         if n_timesteps is None:
             n_timesteps = int(checkpoint.state["total_timesteps"]) - checkpoint.num_timesteps
             if n_timesteps <= 0:
                 raise BreakoutSB3Error(f"{run_dir} already reached its {checkpoint.state['total_timesteps']} steps")
+        # Nothing was changed up to here; from here on the run folder is this resume's.
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        if version != RESUME_FORMAT:
+            spec.write(run_dir)
+            print(f"{RESUME_FILE} rewritten in format {RESUME_FORMAT}: paths relative to the run folder")
+        for broken in point.skipped:
+            moved = set_aside(broken.path)
+            print(f"Set aside {broken.path.name} ({broken.reason}) as {moved.relative_to(run_dir)}")
         print(f"Resuming {run_dir} from {checkpoint.path.name}: {checkpoint.describe()}; {n_timesteps} more steps")
         roll_back_monitor_files(checkpoint, run_dir)  # before the resumed run's Monitor opens them to append
-        argv = with_progress([*saved["argv"], "-i", str(checkpoint.model_path), "-n", str(n_timesteps)], progress)
-        options = CheckpointOptions(**saved["checkpoint_options"])
-        plan = ResumePlan(checkpoint, run_dir, refill_steps, replay_buffer=replay)
-        run_zoo_train(argv, options, plan, saved.get("config_entry"), lock=lock)
-
-
-def _resume_point(run_dir: Path) -> tuple[Checkpoint, ReplayBuffer | None]:
-    """
-    :return: the newest complete checkpoint whose replay buffer reads back whole, and that replay buffer (None if it
-        has none, or a format-1 ``replay_buffer.pkl`` that rl-zoo3 loads beside the model)
-    """
-    for checkpoint in complete_checkpoints(run_dir):
-        replay_path = checkpoint.replay_path
-        if replay_path is None or replay_path.name != REPLAY_FILE:
-            return checkpoint, None
-        try:
-            return checkpoint, read_replay_buffer(replay_path)
-        except ReplayBufferFileError as e:
-            warnings.warn(f"skipping checkpoint {checkpoint.path.name}: {e}", stacklevel=2)
-    raise BreakoutSB3Error(f"cannot resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
+        argv = with_progress([*argv, "-i", str(checkpoint.model_path), "-n", str(n_timesteps)], progress)
+        options = CheckpointOptions(**spec.checkpoint_options)
+        plan = ResumePlan(checkpoint, run_dir, refill_steps, replay_buffer=point.replay)
+        run_zoo_train(argv, options, plan, spec.config_entry, lock=lock)
 
 
 def roll_back_monitor_files(checkpoint: Checkpoint, log_dir: str | Path, verbose: int = 1) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import socket
@@ -18,6 +19,8 @@ from breakout_sb3.errors import BreakoutSB3Error
 # In the run folder; it stays there when released (the kernel lock is what counts, not the file's existence), and
 # holds a description of its last holder.
 LOCK_FILE = "run.lock"
+# How long a writer waits for the lock: a reader's look (current_writer) holds it for a few microseconds.
+WAIT_S = 1.0
 
 
 class RunLockedError(BreakoutSB3Error):
@@ -51,7 +54,7 @@ class RunLock:
                 return
             raise RuntimeError(f"already holding the lock of {self.folder}")
         path = folder / LOCK_FILE
-        lock = FileLock(path, timeout=0)
+        lock = FileLock(path, timeout=WAIT_S)
         try:
             lock.acquire()
         except Timeout:
@@ -89,3 +92,22 @@ def describe_holder(path: Path) -> str:
         return f"pid {holder['pid']} on {holder['host']} ('{holder['command']}', since {holder['since']})"
     except (OSError, ValueError, KeyError, TypeError):  # being written at this instant
         return "another process"
+
+
+def current_writer(folder: str | Path) -> str | None:
+    """
+    :return: who is writing the run ``folder`` now (its lock's holder, as it described itself), None if nobody.
+        Read-only: it takes the lock shared for an instant, which a writer starting then waits out (``WAIT_S``).
+    """
+    path = Path(folder) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return describe_holder(path)
+    finally:
+        os.close(fd)  # releases the shared lock, if taken
+    return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import zipfile
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,9 +29,6 @@ from breakout_sb3.ranges import (
     check_hyperparam_ranges,
     check_replay_memory,
 )
-
-# rl-zoo3 flags holding paths: stored absolute so `resume` works from any directory.
-PATH_FLAGS = {"-conf", "--conf-file", "-f", "--log-folder", "-tb", "--tensorboard-log", "-i", "--trained-agent"}
 
 
 def default_train_args() -> list[str]:
@@ -223,17 +219,3 @@ def check_model_zip(path: Path) -> None:
         raise BreakoutSB3Error(f"model not found: {path}")
     if not zipfile.is_zipfile(path):
         raise BreakoutSB3Error(f"{path} is not a model zip (corrupt or another kind of file)")
-
-
-def absolute_paths(argv: list[str]) -> list[str]:
-    result = []
-    expects_path = False
-    for arg in argv:
-        name, sep, inline = arg.partition("=")
-        if expects_path:
-            arg = os.path.abspath(arg)
-        elif sep and name in PATH_FLAGS:
-            arg = f"{name}={os.path.abspath(inline)}"
-        expects_path = not sep and arg in PATH_FLAGS
-        result.append(arg)
-    return result

@@ -19,6 +19,21 @@ def write_synced(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         os.fsync(f.fileno())
 
 
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries to disk (the names created or renamed in it)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a file written by someone else (a library given its name) to disk."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """
     Call ``write`` on a temporary file beside ``path``, flush it to disk, then rename it onto ``path``.
@@ -30,10 +45,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     try:
         write_synced(tmp, write)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _naming(e, path) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """:return: ``error`` naming ``path`` (the file the user knows), not the temporary name it was written under"""
+    return type(error)(error.errno, error.strerror or str(error), str(path)) if error.errno else error
 
 
 @contextmanager
@@ -48,9 +71,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync_file(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _naming(e, path) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

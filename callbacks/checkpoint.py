@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
 import random
 import shutil
+import sys
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
 
-from callbacks.atomic import write_synced
+from callbacks.atomic import fsync_dir, write_synced
 from callbacks.episodes import EpisodeScores, EpisodeStats
 from callbacks.nonfinite import NonFiniteTrainingError, first_non_finite_parameter
 from callbacks.replay_io import check_replay_file_header, write_replay_buffer
@@ -28,8 +30,9 @@ from callbacks.run_folder import RunFolderCallback
 from callbacks.validation import PositiveInt, checked_init
 
 # 2: the replay buffer compressed (replay_buffer.zst), and the size of the run's Monitor files
-CHECKPOINT_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+# 3: each file's SHA-256 beside its size, and state.json's own SHA-256 over its other keys
+CHECKPOINT_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 MODEL_FILE = "model.zip"
 REPLAY_FILE = "replay_buffer.zst"
 # Format 1 pickled the replay buffer as SB3 does, where rl-zoo3's `-i model.zip` loads it by itself.
@@ -38,10 +41,41 @@ RNG_FILE = "rng.pkl"
 STATE_FILE = "state.json"
 # SB3's Monitor files (Monitor.EXT), as SB3's load_results finds them
 MONITOR_GLOB = "*monitor.csv"
+# checkpoints/set_aside/: checkpoints taken out of use (broken, or newer than the one a run resumed from), kept
+SET_ASIDE_FOLDER = "set_aside"
 
 
 class CheckpointError(OSError):
     """A checkpoint could not be written; the previous checkpoints are untouched."""
+
+
+class BrokenCheckpointError(ValueError):
+    """
+    A checkpoint folder that cannot be used as it is: a file missing, torn, or not the one that was written.
+
+    :param path: the checkpoint folder
+    :param reason: what is wrong, naming the file (e.g. ``model.zip is torn (19,922,944 bytes, 27,236,523 written)``)
+    """
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """:return: the SHA-256 of the file at ``path``, in hex (what ``sha256sum`` prints)"""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def state_sha256(state: dict[str, Any]) -> str:
+    """:return: the SHA-256 of a checkpoint's state, its own ``sha256`` key left out (keys sorted, as JSON)"""
+    content = {key: value for key, value in state.items() if key != "sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -49,8 +83,8 @@ class Checkpoint:
     """
     One checkpoint folder: ``model.zip`` (online and target networks, optimizer, ``num_timesteps``, ...),
     ``replay_buffer.zst`` (unless written without it; ``replay_buffer.pkl`` in format 1), ``rng.pkl`` and
-    ``state.json`` (the step, the episode count, the state of every callback that has one, the size of each file
-    and of the run's Monitor files; written last).
+    ``state.json`` (the step, the episode count, the state of every callback that has one, the size and SHA-256 of
+    each file, the size of the run's Monitor files, and its own SHA-256; written last).
     """
 
     path: Path
@@ -106,25 +140,69 @@ class Checkpoint:
         if rng["action_space"] is not None:
             model.action_space.np_random.bit_generator.state = rng["action_space"]
 
+    def file_records(self) -> dict[str, tuple[int, str | None]]:
+        """:return: each file's recorded size and SHA-256 (None in formats 1 and 2, which record sizes only)"""
+        records = {}
+        for name, record in self.state["files"].items():
+            records[name] = (int(record), None) if isinstance(record, int) else (record["size"], record["sha256"])
+        return records
+
     @classmethod
-    def read(cls, path: Path) -> Checkpoint:
-        """:raise ValueError: if the folder is not a complete checkpoint (a file missing, torn or of another size)"""
+    def read(cls, path: Path, verify: Collection[str] | None = None) -> Checkpoint:
+        """
+        Read a checkpoint folder and check it: ``state.json`` against its own SHA-256, every file's presence and
+        size, and the SHA-256 of the files in ``verify`` (format 3; older formats: the zip's CRCs and the replay's
+        zstd header instead).
+
+        :param path: the checkpoint folder
+        :param verify: the files whose content is checked (None: all of them; ``[MODEL_FILE]`` for a reader that
+            only plays the model)
+        :raise BrokenCheckpointError: naming the file and what is wrong with it
+        """
         try:
             state = json.loads((path / STATE_FILE).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: unreadable {STATE_FILE} ({e})") from None
-        if state.get("format") not in READABLE_FORMATS:
-            raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
-        for name, size in state["files"].items():
+        except FileNotFoundError:
+            raise BrokenCheckpointError(path, f"{STATE_FILE} is missing") from None
+        except (OSError, ValueError) as e:
+            raise BrokenCheckpointError(path, f"{STATE_FILE} is unreadable ({e})") from None
+        if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
+            found = state.get("format") if isinstance(state, dict) else state
+            raise BrokenCheckpointError(path, f"{STATE_FILE}: unknown checkpoint format {found!r}")
+        if state["format"] >= 3 and state.get("sha256") != state_sha256(state):
+            raise BrokenCheckpointError(path, f"{STATE_FILE} is corrupt (its content is not the one written)")
+        checkpoint = cls(path, state)
+        records = checkpoint.file_records()
+        for name, (size, _) in records.items():
             file = path / name
-            if not file.is_file() or file.stat().st_size != size:
-                raise ValueError(f"{path}: {name} is missing or torn")
-        with zipfile.ZipFile(path / MODEL_FILE) as archive:
-            if archive.testzip() is not None:
-                raise ValueError(f"{path}: {MODEL_FILE} is corrupt")
-        if REPLAY_FILE in state["files"]:
-            check_replay_file_header(path / REPLAY_FILE)  # its checksum is checked when it is loaded
-        return cls(path, state)
+            if not file.is_file():
+                raise BrokenCheckpointError(path, f"{name} is missing")
+            actual = file.stat().st_size
+            if actual != size:
+                raise BrokenCheckpointError(path, f"{name} is torn ({actual:,} bytes, {size:,} written)")
+        for name, (_, sha256) in records.items():
+            if verify is not None and name not in verify:
+                continue
+            if sha256 is not None:
+                if file_sha256(path / name) != sha256:
+                    raise BrokenCheckpointError(path, f"{name} is corrupt (its SHA-256 is not the one written)")
+            elif name == MODEL_FILE:
+                _check_zip(path / name)
+            elif name == REPLAY_FILE:
+                try:
+                    check_replay_file_header(path / name)  # its checksum is checked when it is loaded
+                except ValueError as e:
+                    raise BrokenCheckpointError(path, f"{name}: {str(e).removeprefix(f'{path / name}: ')}") from None
+        return checkpoint
+
+
+def _check_zip(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise BrokenCheckpointError(path.parent, f"{path.name} is corrupt ({e})") from None
+    if bad is not None:
+        raise BrokenCheckpointError(path.parent, f"{path.name} is corrupt ({bad} fails its CRC)")
 
 
 def episodes_text(episodes: int, episode_stats: str) -> str:
@@ -144,20 +222,59 @@ def find_checkpoints(log_dir: str | Path) -> list[Path]:
     return sorted((p for p in folder.glob("step_*") if p.is_dir()), key=lambda p: p.name, reverse=True)
 
 
-def complete_checkpoints(log_dir: str | Path) -> Iterator[Checkpoint]:
-    """:return: the complete checkpoints under ``log_dir``, newest first, warning about each one that is not"""
+def warn_skipped(error: BrokenCheckpointError) -> None:
+    """The default report of a checkpoint skipped by :func:`complete_checkpoints`: a Python warning."""
+    warnings.warn(f"skipping incomplete checkpoint: {error}", stacklevel=4)
+
+
+def complete_checkpoints(
+    log_dir: str | Path,
+    verify: Collection[str] | None = None,
+    on_skip: Callable[[BrokenCheckpointError], None] = warn_skipped,
+) -> Iterator[Checkpoint]:
+    """
+    :param verify: the files of each checkpoint whose content is checked (None: all; see :meth:`Checkpoint.read`)
+    :param on_skip: called with the error of each checkpoint that is skipped (default: a Python warning)
+    :return: the complete checkpoints under ``log_dir``, newest first
+    """
     for path in find_checkpoints(log_dir):
         try:
-            checkpoint = Checkpoint.read(path)
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
-            warnings.warn(f"skipping incomplete checkpoint: {e}", stacklevel=3)
-            continue
-        yield checkpoint
+            yield Checkpoint.read(path, verify)
+        except BrokenCheckpointError as e:
+            on_skip(e)
 
 
-def latest_checkpoint(log_dir: str | Path) -> Checkpoint | None:
-    """:return: the newest complete checkpoint under ``log_dir``, warning about any newer one that is not"""
-    return next(complete_checkpoints(log_dir), None)
+def latest_checkpoint(
+    log_dir: str | Path,
+    verify: Collection[str] | None = None,
+    on_skip: Callable[[BrokenCheckpointError], None] = warn_skipped,
+) -> Checkpoint | None:
+    """:return: the newest complete checkpoint under ``log_dir`` (see :func:`complete_checkpoints`), None if none"""
+    return next(complete_checkpoints(log_dir, verify, on_skip), None)
+
+
+def set_aside(checkpoint: Path) -> Path:
+    """
+    Move a checkpoint folder out of use, into ``checkpoints/set_aside/`` beside it (``<name>.2``, ``.3``... if that
+    name is taken), where neither resuming nor ``keep_last`` counts it and nothing deletes it.
+
+    :return: its new place
+    """
+    folder = checkpoint.parent / SET_ASIDE_FOLDER
+    folder.mkdir(exist_ok=True)
+    target, k = folder / checkpoint.name, 1
+    while target.exists():
+        k += 1
+        target = folder / f"{checkpoint.name}.{k}"
+    os.rename(checkpoint, target)
+    fsync_dir(checkpoint.parent)
+    return target
+
+
+def set_aside_checkpoints(log_dir: str | Path) -> list[Path]:
+    """:return: the checkpoint folders set aside in ``log_dir`` (:func:`set_aside`), by name"""
+    folder = checkpoint_dir(log_dir) / SET_ASIDE_FOLDER
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def monitor_file_sizes(log_dir: str | Path) -> dict[str, int]:
@@ -198,14 +315,16 @@ class EpisodeCheckpointCallback(RunFolderCallback):
       checksum, only its filled part for SB3's ``ReplayBuffer``; load it with :func:`callbacks.load_replay_buffer`
     - ``rng.pkl``: the Python, NumPy, torch and action-space random generator states
     - ``state.json``: step, episode count, the ``state_dict()`` of every other callback of the same ``learn()``
-      call that has one (e.g. the CSV's episode count and the stop rule's window), the size of each file, and the
-      size of each Monitor file (``*monitor.csv``) of ``log_dir``, so that a resumed run can cut them back
+      call that has one (e.g. the CSV's episode count and the stop rule's window), the size and SHA-256 of each
+      file, the size of each Monitor file (``*monitor.csv``) of ``log_dir``, so that a resumed run can cut them
+      back, and the SHA-256 of its own content, so that a reader can verify every file before using it
 
     A checkpoint is written into a hidden folder beside its final name, flushed to disk, then renamed into place, so a
     crash at any instant leaves the previous checkpoints and either a complete new one or none. Only the newest
-    ``keep_last`` are kept. It is written at the start of the rollout following the trigger, where SB3 has stored the
-    last transition and finished its bookkeeping, so the model can be trained on from it exactly. A model with a
-    non-finite weight is never written (:class:`~callbacks.nonfinite.NonFiniteTrainingError`).
+    ``keep_last`` intact ones are kept: a broken one (damaged after it was written) is set aside in
+    ``checkpoints/set_aside/``, never counted. It is written at the start of the rollout following the trigger,
+    where SB3 has stored the last transition and finished its bookkeeping, so the model can be trained on from it
+    exactly. A model with a non-finite weight is never written (:class:`~callbacks.nonfinite.NonFiniteTrainingError`).
 
     :param save_freq_episodes: finished episodes between two checkpoints (None: not by episodes)
     :param save_freq_steps: env steps (``num_timesteps``, all envs) between two checkpoints (None: not by steps)
@@ -245,6 +364,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         self._pending = False
         self._stop_requested = False
         self._stopping = False
+        self._intact: set[str] = set()  # checkpoints of the run verified by this process
 
     def state_dict(self) -> dict[str, Any]:
         return {"episodes": self.episodes, "last_saved_step": self._last_saved_step}
@@ -311,7 +431,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
             if final.exists():  # a checkpoint of this very step: replace it
                 shutil.rmtree(final)
             os.rename(tmp, final)
-            _fsync_dir(folder)
+            fsync_dir(folder)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise CheckpointError(e.errno, f"cannot write checkpoint {final}: {e.strerror or e}") from e
@@ -329,10 +449,10 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         if self.save_replay_buffer and replay is not None:
             files[REPLAY_FILE] = lambda f: write_replay_buffer(replay, f)
         files[RNG_FILE] = lambda f: pickle.dump(self._rng_state(), f)
-        sizes = {}
+        records = {}
         for name, write in files.items():
             write_synced(folder / name, write)
-            sizes[name] = (folder / name).stat().st_size
+            records[name] = {"size": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
         callbacks = self.locals.get("callback", self)
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -341,12 +461,13 @@ class EpisodeCheckpointCallback(RunFolderCallback):
             "episodes": self.episodes,
             "episode_stats": self._scores.episode_stats,
             "time": time.time(),
-            "files": sizes,
+            "files": records,
             "monitor_files": monitor_file_sizes(self.log_dir),
             "callbacks": {key: cb.state_dict() for key, cb in stateful_callbacks(callbacks)},
         }
+        state["sha256"] = state_sha256(state)
         write_synced(folder / STATE_FILE, lambda f: f.write(json.dumps(state, indent=2).encode()))
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return state
 
     def _rng_state(self) -> dict[str, Any]:
@@ -360,15 +481,32 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         }
 
     def _prune(self) -> None:
+        """
+        Keep the newest ``keep_last`` intact checkpoints, delete the older ones; a broken checkpoint among the newest
+        is set aside (:func:`set_aside`), never counted, so that an intact one is never deleted in favour of it.
+        """
         if self.keep_last is None:
             return
-        for old in find_checkpoints(self.log_dir)[self.keep_last :]:
-            shutil.rmtree(old, ignore_errors=True)
+        kept = 0
+        for path in find_checkpoints(self.log_dir):
+            if kept >= self.keep_last:
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            problem = self._problem(path)
+            if problem is None:
+                kept += 1
+                continue
+            moved = set_aside(path)
+            if self.verbose >= 1:
+                print(f"note: checkpoint {path.name} is broken ({problem}): set aside as {moved}", file=sys.stderr)
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    def _problem(self, path: Path) -> str | None:
+        """:return: what is wrong with the checkpoint at ``path``, None if it is intact (checked once a process)"""
+        if path == self.last_checkpoint or path.name in self._intact:
+            return None
+        try:
+            Checkpoint.read(path)
+        except BrokenCheckpointError as e:
+            return e.reason
+        self._intact.add(path.name)
+        return None

@@ -194,8 +194,7 @@ class CSVStatsCallback(RunFolderCallback):
         self._file = open(self.path, "a", newline="")  # noqa: SIM115  (open for the whole run, closed at its end)
         self._writer = csv.writer(self._file)
         if is_new:
-            self._writer.writerow(CSV_HEADER)
-            self._file.flush()
+            self._append(CSV_HEADER)
         self._start_time = time.time()
         self._last_row_time = self._start_time
         self._last_row_steps = self.num_timesteps
@@ -228,7 +227,7 @@ class CSVStatsCallback(RunFolderCallback):
         frame_rate = (self.num_timesteps - since_steps) / elapsed if elapsed > 0 else 0.0
         epsilon = getattr(self.model, "exploration_rate", None)
         running_score = self.running_score
-        self._writer.writerow(
+        self._append(
             [
                 self.episode,
                 f"{score:g}",
@@ -241,7 +240,6 @@ class CSVStatsCallback(RunFolderCallback):
                 f"{self._time_before + now - self._start_time:.1f}",
             ]
         )
-        self._file.flush()
         if self.tensorboard_prefix is not None:
             prefix = self.tensorboard_prefix
             self.logger.record(f"{prefix}/score", score)
@@ -252,6 +250,15 @@ class CSVStatsCallback(RunFolderCallback):
                 self.logger.record(f"{prefix}/epsilon", epsilon)
         self._last_row_time = now
         self._last_row_steps = self.num_timesteps
+
+    def _append(self, row: Any) -> None:
+        """Write ``row`` to the file now (one ``write()``), or raise an ``OSError`` naming the file (a full disk)."""
+        assert self._writer is not None and self._file is not None
+        try:
+            self._writer.writerow(row)
+            self._file.flush()
+        except OSError as e:
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from e
 
     def _on_training_end(self) -> None:
         if self._file is not None:

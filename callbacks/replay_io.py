@@ -241,3 +241,19 @@ def load_replay_buffer(model: BaseAlgorithm, path: str | os.PathLike, truncate_l
     :raise ReplayBufferFileError: if the file is torn or corrupt, or not a replay buffer
     """
     attach_replay_buffer(model, read_replay_buffer(path), truncate_last_traj)
+
+
+def verify_replay_file(path: str | os.PathLike) -> None:
+    """
+    Read a compressed replay buffer file through to its end without building the buffer, so that zstd checks its
+    content checksum: for a reader that must know the file is whole without the memory to load it.
+
+    :raise ReplayBufferFileError: if the file is torn or corrupt, or not a compressed replay buffer
+    """
+    check_replay_file_header(path)
+    try:
+        with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
+            while stream.read(1 << 22):
+                pass
+    except zstandard.ZstdError as e:
+        raise ReplayBufferFileError(f"{path}: torn or corrupt (ZstdError: {e})") from None
