@@ -29,7 +29,8 @@ from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from breakout_sb3.monitor_clock import continue_monitor_clocks
 from breakout_sb3.refill import ReplayRefillCallback, refill_target
 from breakout_sb3.run_lock import RunLock
-from breakout_sb3.run_spec import RunSpec, command_line
+from breakout_sb3.run_spec import RunSpec
+from breakout_sb3.shell import command_line
 from breakout_sb3.signals import checkpoint_on_signals
 from callbacks.atomic import atomic_path, atomic_save_model, fsync_dir, fsync_file
 from callbacks.checkpoint import (

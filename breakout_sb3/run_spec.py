@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,8 +156,3 @@ def _absolute_tensorboard(argv: list[str]) -> list[str]:
             result.append(arg)
         expects = not sep and arg in TENSORBOARD_FLAGS
     return result
-
-
-def command_line(*words: str | os.PathLike) -> str:
-    """:return: a command line that a shell runs as these words, whatever their characters (spaces, quotes, é)"""
-    return " ".join(shlex.quote(str(word)) for word in words)

@@ -157,20 +157,20 @@ def test_checkpoint_read_detects_a_torn_or_overwritten_replay_file(two_checkpoin
     newest, previous = find_checkpoints(copy)
     replay = newest / "replay_buffer.zst"
     replay.write_bytes(replay.read_bytes()[:-10])
-    with pytest.warns(UserWarning, match=r"replay_buffer\.zst is missing or torn"):
+    with pytest.warns(UserWarning, match=r"replay_buffer\.zst is torn \([\d,]+ bytes, [\d,]+ written\)"):
         assert latest_checkpoint(copy).path == previous
     data = bytearray((previous / "replay_buffer.zst").read_bytes())
     data[:4] = b"\0\0\0\0"  # same size, but no zstd frame
     (previous / "replay_buffer.zst").write_bytes(bytes(data))
     with pytest.warns(UserWarning) as warned:
         assert latest_checkpoint(copy) is None
-    assert "not a compressed replay buffer" in str(warned[-1].message)
+    assert "replay_buffer.zst is corrupt (its SHA-256 is not the one written)" in str(warned[-1].message)
 
 
 def test_a_checkpoint_records_its_monitor_files(two_checkpoints):
     newest = Checkpoint.read(find_checkpoints(two_checkpoints)[0])
     state = json.loads((newest.path / "state.json").read_text())
-    assert state["format"] == 2
+    assert state["format"] == 3
     assert list(state["monitor_files"]) == ["0.monitor.csv"]
     lines = (two_checkpoints / "0.monitor.csv").read_bytes()[: state["monitor_files"]["0.monitor.csv"]].splitlines()
     assert lines[0].startswith(b"#") and lines[1] == b"r,l,t"

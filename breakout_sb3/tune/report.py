@@ -12,6 +12,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
+from breakout_sb3.shell import command_line
 from breakout_sb3.tune.loop import Unrecorded
 from breakout_sb3.tune.plan import TunePlan
 from breakout_sb3.tune.storage import shown_url
@@ -50,8 +51,8 @@ def report_study(
     for name, value in best.params.items():
         print(f"    {name}: {value}")
     path = write_best(plan, best, n_timesteps)
-    fast = " --fast" if plan.fast else ""
-    print(f"Written as {path}; train it with: breakout-sb3 train{fast} --conf-file {path}")
+    fast = ["--fast"] if plan.fast else []
+    print(f"Written as {path}; train it with: {command_line('breakout-sb3', 'train', *fast, '--conf-file', path)}")
 
 
 def write_best(plan: TunePlan, best: FrozenTrial, n_timesteps: int) -> Path:
@@ -100,7 +101,7 @@ def print_seeds(trials: list[FrozenTrial], seeds: list[int]) -> None:
             state = runs[-1].state.name.lower() if runs else "not started"
             print(f"  seed {seed}: {state}")
     if folders:
-        print(f"Plot them: breakout-sb3 plot --mean {' '.join(folders)}")
+        print(f"Plot them: {command_line('breakout-sb3', 'plot', '--mean', *folders)}")
 
 
 def write_report(trials: list[FrozenTrial], path: Path, unrecorded: list[Unrecorded] | None = None) -> None:
