@@ -9,7 +9,7 @@ import sys
 from typing import Any, NoReturn
 
 from breakout_sb3 import ENV_ID
-from breakout_sb3.errors import BreakoutSB3Error, os_error_line
+from breakout_sb3.errors import BreakoutSB3Error, first_line
 
 TRAIN_HELP = """\
 breakout-sb3 train [--fast] [--checkpoint-without-replay] [--keep-checkpoints K] [--no-progress] [rl-zoo3 flags]
@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"breakout-sb3: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
         return 130
-    except OSError as e:  # a full disk, a folder that cannot be written: the file and the reason, in one line
-        print(f"breakout-sb3: error: {os_error_line(e, 'the current folder')}", file=sys.stderr)
+    except OSError as e:  # a full disk, a file that cannot be read or written: the file and the reason, in one line
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"breakout-sb3: error: {where}{e.strerror or first_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -38,6 +38,8 @@ class RunLock:
     def __init__(self) -> None:
         self._lock: FileLock | None = None
         self.folder: Path | None = None
+        # the command as the user typed it (rl-zoo3's run swaps sys.argv for its own flags later)
+        self.command = " ".join(["breakout-sb3", *sys.argv[1:]])
 
     @property
     def held(self) -> bool:
@@ -63,7 +65,7 @@ class RunLock:
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "command": " ".join(["breakout-sb3", *sys.argv[1:]]),
+            "command": self.command,
             "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         }
         path.write_text(json.dumps(holder) + "\n")

@@ -172,27 +172,33 @@ class Checkpoint:
             raise BrokenCheckpointError(path, f"{STATE_FILE} is corrupt (its content is not the one written)")
         checkpoint = cls(path, state)
         records = checkpoint.file_records()
-        for name, (size, _) in records.items():
-            file = path / name
-            if not file.is_file():
-                raise BrokenCheckpointError(path, f"{name} is missing")
-            actual = file.stat().st_size
-            if actual != size:
-                raise BrokenCheckpointError(path, f"{name} is torn ({actual:,} bytes, {size:,} written)")
-        for name, (_, sha256) in records.items():
-            if verify is not None and name not in verify:
-                continue
-            if sha256 is not None:
-                if file_sha256(path / name) != sha256:
-                    raise BrokenCheckpointError(path, f"{name} is corrupt (its SHA-256 is not the one written)")
-            elif name == MODEL_FILE:
-                _check_zip(path / name)
-            elif name == REPLAY_FILE:
-                try:
-                    check_replay_file_header(path / name)  # its checksum is checked when it is loaded
-                except ValueError as e:
-                    raise BrokenCheckpointError(path, f"{name}: {str(e).removeprefix(f'{path / name}: ')}") from None
+        try:
+            for name, (size, _) in records.items():
+                actual = (path / name).stat().st_size
+                if actual != size:
+                    raise BrokenCheckpointError(path, f"{name} is torn ({actual:,} bytes, {size:,} written)")
+            for name, (_, sha256) in records.items():
+                if verify is None or name in verify:
+                    _check_content(path, name, sha256)
+        except FileNotFoundError as e:
+            raise BrokenCheckpointError(path, f"{Path(e.filename).name} is missing") from None
+        except OSError as e:  # unreadable, or deleted while being read (a writer pruning it)
+            raise BrokenCheckpointError(path, f"{Path(e.filename or name).name} is unreadable ({e.strerror})") from None
         return checkpoint
+
+
+def _check_content(folder: Path, name: str, sha256: str | None) -> None:
+    """Check a checkpoint file's content: its SHA-256 (format 3), else what formats 1 and 2 allow."""
+    if sha256 is not None:
+        if file_sha256(folder / name) != sha256:
+            raise BrokenCheckpointError(folder, f"{name} is corrupt (its SHA-256 is not the one written)")
+    elif name == MODEL_FILE:
+        _check_zip(folder / name)
+    elif name == REPLAY_FILE:
+        try:
+            check_replay_file_header(folder / name)  # its checksum is checked when it is loaded
+        except ValueError as e:
+            raise BrokenCheckpointError(folder, f"{name}: {str(e).removeprefix(f'{folder / name}: ')}") from None
 
 
 def _check_zip(path: Path) -> None:
