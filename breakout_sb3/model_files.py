@@ -11,7 +11,14 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from breakout_sb3.env import env_folder_name, env_id_of_folder
 from breakout_sb3.errors import BreakoutSB3Error, first_line
-from callbacks.checkpoint import MODEL_FILE, STATE_FILE, BrokenCheckpointError, Checkpoint, latest_checkpoint
+from callbacks.checkpoint import (
+    MODEL_FILE,
+    STATE_FILE,
+    BrokenCheckpointError,
+    Checkpoint,
+    find_checkpoints,
+    latest_checkpoint,
+)
 
 
 def resolve_model(path: str | Path, env_id: str) -> tuple[Path, Path | None]:
@@ -64,7 +71,8 @@ def _model_of_run(run_dir: Path, name: str) -> Path:
     best = run_dir / "best_model.zip"
     if best.is_file() and zip_problem(best) is None:
         return best
-    raise BreakoutSB3Error(f"no intact model zip in {run_dir}")
+    found = any(p.is_file() for p in run_dir.glob("*.zip")) or bool(find_checkpoints(run_dir))
+    raise BreakoutSB3Error(f"no {'intact ' if found else ''}model zip in {run_dir}")
 
 
 def zip_problem(path: Path) -> str | None:
