@@ -13,7 +13,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import ReplayBufferSamples, RolloutReturn, TrainFreq, TrainFrequencyUnit
-from stable_baselines3.common.utils import should_collect_more_steps
+from stable_baselines3.common.utils import polyak_update, should_collect_more_steps
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch.nn import functional as F
@@ -41,8 +41,9 @@ class FastDQN(DQN):
     - **Pipelined updates.** The gradient steps due at the end of a rollout are launched right after the rollout's
       last ``env.step_async`` and run while the envs step (ale-py's vector env steps in C++ threads). They sample
       the replay as it was before that last env step, so the newest ``n_envs`` transitions become sampleable one
-      update later than in SB3; the number of updates, their timing in steps and the policy used to act are
-      SB3's (the next action is chosen after those updates).
+      update later than in SB3; the number of updates, their timing in steps, the target network they use (a
+      target sync due at that env step is made before them, as SB3's ``_on_step`` makes it before ``train``) and
+      the policy used to act are SB3's (the next action is chosen after those updates).
     - **One sample per vector step.** With a ``FrameStackReplayBuffer``, the ``gradient_steps x batch_size``
       transitions of a vector step's updates are drawn at once, uniformly as SB3 draws them, and gathered at once
       (``sample_batches``), on the GPU when the replay lives there. Other buffers are sampled as SB3 does.
@@ -80,6 +81,7 @@ class FastDQN(DQN):
         "_static",
         "_graph_key",
         "_graphs_refused",
+        "_target_synced_at",
         "_loss_sum",
         "_loss_count",
         "_mode_modules_of",
@@ -97,6 +99,8 @@ class FastDQN(DQN):
         # Why this process updates without graphs although cuda_graph is True (a capture was refused); not saved:
         # a resumed run tries again
         self._graphs_refused: str | None = None
+        # The _n_calls whose target sync collect_rollouts has already made, before that step's updates
+        self._target_synced_at: int | None = None
         self._loss_sum: th.Tensor | None = None
         self._loss_count = 0
         self._mode_modules_of: th.nn.Module | None = None
@@ -176,6 +180,9 @@ class FastDQN(DQN):
             env.step_async(actions)
             last_step = num_collected_steps + 1 == train_freq.frequency
             if self.overlap_env and last_step and self.num_timesteps + env.num_envs > learning_starts:
+                # SB3 syncs the target network (in _on_step, after this env step) before these updates: so here
+                if self._sync_target_if_due(self._n_calls + 1):
+                    self._target_synced_at = self._n_calls + 1
                 self._run_updates(self.gradient_steps, self.batch_size)
             new_obs, rewards, dones, infos = env.step_wait()
 
@@ -183,6 +190,7 @@ class FastDQN(DQN):
             num_collected_steps += 1
             callback.update_locals(locals())
             if not callback.on_step():
+                self._target_synced_at = None  # SB3 would not have synced: the next _on_step does
                 return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, False)
             self._update_info_buffer(infos, dones)
             self._store_transition(replay_buffer, buffer_actions, new_obs, rewards, dones, infos)
@@ -197,6 +205,25 @@ class FastDQN(DQN):
                     self.dump_logs()
         callback.on_rollout_end()
         return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, continue_training)
+
+    def _on_step(self) -> None:
+        # SB3's DQN._on_step, but for a target sync that collect_rollouts made already, before the updates it launched
+        # during this env step (SB3 trains after _on_step)
+        self._n_calls += 1
+        if self._target_synced_at != self._n_calls:
+            self._sync_target_if_due(self._n_calls)
+        self._target_synced_at = None
+        self.exploration_rate = self.exploration_schedule(self._current_progress_remaining)
+        self.logger.record("rollout/exploration_rate", self.exploration_rate)
+
+    def _sync_target_if_due(self, n_calls: int) -> bool:
+        """SB3's target sync, if the ``n_calls``-th env step makes one. :return: whether it did"""
+        if n_calls % max(self.target_update_interval // self.n_envs, 1) != 0:
+            return False
+        polyak_update(self.q_net.parameters(), self.q_net_target.parameters(), self.tau)
+        # Copy running stats, see SB3's GH issue #996
+        polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+        return True
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # Called by SB3's learn() after each rollout: with overlap_env the updates already ran during the rollout's
