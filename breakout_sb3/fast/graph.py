@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import torch as th
@@ -147,6 +147,6 @@ def non_capturable_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return {**state_dict, "state": state, "param_groups": groups}
 
 
-def tensor_addresses(tensors: Iterator[th.Tensor | None] | list[th.Tensor | None]) -> tuple[int, ...]:
+def tensor_addresses(tensors: Iterable[th.Tensor | None]) -> tuple[int, ...]:
     """:return: where each tensor's data is (0 for None): what a captured graph reads and writes"""
     return tuple(0 if tensor is None else tensor.data_ptr() for tensor in tensors)
