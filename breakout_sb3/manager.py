@@ -151,9 +151,10 @@ class BreakoutExperimentManager(ExperimentManager):
         sb3_shows_device = self.verbose >= (2 if self.optimize_hyperparameters else 1) and not self.continue_training
         device = check_device(self.device, announce=not sb3_shows_device)  # resume's saved --device too
         if hyperparams.get("replay_buffer_class") is FrameStackReplayBuffer and device.type == "cuda":
-            # the replay on the GPU: sampling gathers there, without host copies
+            # the replay on the model's GPU, named with its index (plain "cuda" is whichever GPU is current): sampling
+            # gathers there, without host copies, and can be captured with the updates
             replay_kwargs = dict(hyperparams.get("replay_buffer_kwargs") or {})
-            replay_kwargs.setdefault("storage_device", "cuda")
+            replay_kwargs.setdefault("storage_device", str(device))
             hyperparams["replay_buffer_kwargs"] = replay_kwargs
         result = super()._preprocess_hyperparams(hyperparams)
         if self.resume is not None:

@@ -13,11 +13,20 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import ReplayBufferSamples, RolloutReturn, TrainFreq, TrainFrequencyUnit
-from stable_baselines3.common.utils import should_collect_more_steps
+from stable_baselines3.common.utils import polyak_update, should_collect_more_steps
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch.nn import functional as F
 
+from breakout_sb3.errors import first_line
+from breakout_sb3.fast.graph import (
+    CudaGraphs,
+    capture_refused,
+    gpu_failure,
+    non_capturable_state_dict,
+    set_capturable,
+    tensor_addresses,
+)
 from breakout_sb3.fast.replay import FrameStackReplayBuffer
 
 
@@ -32,17 +41,22 @@ class FastDQN(DQN):
     - **Pipelined updates.** The gradient steps due at the end of a rollout are launched right after the rollout's
       last ``env.step_async`` and run while the envs step (ale-py's vector env steps in C++ threads). They sample
       the replay as it was before that last env step, so the newest ``n_envs`` transitions become sampleable one
-      update later than in SB3; the number of updates, their timing in steps and the policy used to act are
-      SB3's (the next action is chosen after those updates).
+      update later than in SB3; the number of updates, their timing in steps, the target network they use (a
+      target sync due at that env step is made before them, as SB3's ``_on_step`` makes it before ``train``) and
+      the policy used to act are SB3's (the next action is chosen after those updates).
     - **One sample per vector step.** With a ``FrameStackReplayBuffer``, the ``gradient_steps x batch_size``
       transitions of a vector step's updates are drawn at once, uniformly as SB3 draws them, and gathered at once
       (``sample_batches``), on the GPU when the replay lives there. Other buffers are sampled as SB3 does.
     - **No per-update synchronisation.** The loss stays on the device (SB3 calls ``loss.item()`` per update); its
       mean over each ``train`` call is logged as ``train/loss`` when the logger writes it.
     - **CUDA graphs** (``cuda_graph=True`` on a CUDA device): all of a vector step's updates (loss, backward,
-      clipping, Adam), and their sampling when the replay lives on that GPU, are captured once and replayed, so
-      they cost one launch instead of hundreds. Adam is switched to its ``capturable`` mode for this (same
-      arithmetic, its step count kept on the GPU); zips are saved without it.
+      clipping, Adam), and their sampling when the replay lives on the model's GPU, are captured once, on the
+      model's device, and replayed, so they cost one launch instead of hundreds. Adam is switched to its
+      ``capturable`` mode for this (same arithmetic, its step counts kept on the GPU); zips are saved without it
+      (step counts on the CPU, as non-capturable Adam keeps them). The graph is captured again whenever a tensor it
+      reads is replaced (``_graph_inputs``). A capture that CUDA or torch refuses turns graphs off for this process
+      (a warning; the updates run as without graphs); running out of GPU memory or a CUDA error during the
+      capture stops training with a one-line ``CudaUpdateError``.
     - **Per-env exploration.** SB3's ``DQN.predict`` draws one random number per call, so with many envs they all
       explore or all exploit together; here each env draws its own, as each would alone.
     - **Python work per event, not per step.** The vector step's transitions go to a ``FrameStackReplayBuffer``
@@ -60,23 +74,33 @@ class FastDQN(DQN):
     :param kwargs: ``DQN``'s parameters
     """
 
-    # Not saved in the zip: rebuilt on demand.
+    # Not saved in the zip: rebuilt on demand, or about this process only.
     _RUNTIME_ATTRS: ClassVar[tuple[str, ...]] = (
+        "_graphs",
         "_graph",
         "_static",
         "_graph_key",
+        "_graphs_refused",
+        "_target_synced_at",
         "_loss_sum",
         "_loss_count",
         "_mode_modules_of",
         "_mode_modules_list",
     )
+    # The CUDA calls of the captured update (a CPU test stands in for them)
+    _graphs: CudaGraphs = CudaGraphs()
 
     def __init__(self, *args: Any, cuda_graph: bool = True, overlap_env: bool = True, **kwargs: Any):
         self.cuda_graph = cuda_graph
         self.overlap_env = overlap_env
-        self._graph: th.cuda.CUDAGraph | None = None
+        self._graph: Any = None
         self._static: dict[str, th.Tensor] = {}
         self._graph_key: tuple | None = None
+        # Why this process updates without graphs although cuda_graph is True (a capture was refused); not saved:
+        # a resumed run tries again
+        self._graphs_refused: str | None = None
+        # The _n_calls whose target sync collect_rollouts has already made, before that step's updates
+        self._target_synced_at: int | None = None
         self._loss_sum: th.Tensor | None = None
         self._loss_count = 0
         self._mode_modules_of: th.nn.Module | None = None
@@ -89,7 +113,7 @@ class FastDQN(DQN):
             raise ValueError(f"FastDQN needs gradient_steps >= 1, got {self.gradient_steps}")
         if self.train_freq.unit != TrainFrequencyUnit.STEP:
             raise ValueError("FastDQN needs train_freq in steps")
-        self._graph = None
+        self._release_graph()
 
     def _excluded_save_params(self) -> list[str]:
         # Nor the replay buffer's class, which would tie the zip to this package: plain DQN.load opens it anywhere
@@ -156,6 +180,9 @@ class FastDQN(DQN):
             env.step_async(actions)
             last_step = num_collected_steps + 1 == train_freq.frequency
             if self.overlap_env and last_step and self.num_timesteps + env.num_envs > learning_starts:
+                # SB3 syncs the target network (in _on_step, after this env step) before these updates: so here
+                if self._sync_target_if_due(self._n_calls + 1):
+                    self._target_synced_at = self._n_calls + 1
                 self._run_updates(self.gradient_steps, self.batch_size)
             new_obs, rewards, dones, infos = env.step_wait()
 
@@ -163,6 +190,7 @@ class FastDQN(DQN):
             num_collected_steps += 1
             callback.update_locals(locals())
             if not callback.on_step():
+                self._target_synced_at = None  # SB3 would not have synced: the next _on_step does
                 return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, False)
             self._update_info_buffer(infos, dones)
             self._store_transition(replay_buffer, buffer_actions, new_obs, rewards, dones, infos)
@@ -177,6 +205,25 @@ class FastDQN(DQN):
                     self.dump_logs()
         callback.on_rollout_end()
         return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, continue_training)
+
+    def _on_step(self) -> None:
+        # SB3's DQN._on_step, but for a target sync that collect_rollouts made already, before the updates it launched
+        # during this env step (SB3 trains after _on_step)
+        self._n_calls += 1
+        if self._target_synced_at != self._n_calls:
+            self._sync_target_if_due(self._n_calls)
+        self._target_synced_at = None
+        self.exploration_rate = self.exploration_schedule(self._current_progress_remaining)
+        self.logger.record("rollout/exploration_rate", self.exploration_rate)
+
+    def _sync_target_if_due(self, n_calls: int) -> bool:
+        """SB3's target sync, if the ``n_calls``-th env step makes one. :return: whether it did"""
+        if n_calls % max(self.target_update_interval // self.n_envs, 1) != 0:
+            return False
+        polyak_update(self.q_net.parameters(), self.q_net_target.parameters(), self.tau)
+        # Copy running stats, see SB3's GH issue #996
+        polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+        return True
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # Called by SB3's learn() after each rollout: with overlap_env the updates already ran during the rollout's
@@ -228,13 +275,14 @@ class FastDQN(DQN):
         replay_buffer.add_step(self._last_obs, new_obs, buffer_action, reward, dones, terminal_obs, timeouts)
         self._last_obs = new_obs
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        # Saved without Adam's capturable mode, which a CPU cannot step: the zip is a plain DQN zip.
-        capturable = self._set_capturable(False)
-        try:
-            super().save(*args, **kwargs)
-        finally:
-            self._set_capturable(capturable)
+    def get_parameters(self) -> dict[str, dict]:
+        # What save() writes: Adam as non-capturable Adam keeps it (its step counts on the CPU), so that the zip is a
+        # plain DQN zip that trains on any device without a GPU synchronisation per step. A copy: the live state
+        # stays where a captured graph reads it.
+        params = super().get_parameters()
+        if "policy.optimizer" in params:
+            params["policy.optimizer"] = non_capturable_state_dict(params["policy.optimizer"])
+        return params
 
     def _set_training_mode(self, mode: bool) -> None:
         # SB3's set_training_mode sets the flag of every module of the online network through nn.Module.train and
@@ -261,17 +309,9 @@ class FastDQN(DQN):
             self._mode_modules_of = self.policy
         return self._mode_modules_list
 
-    def _set_capturable(self, capturable: bool) -> bool:
-        """Switch Adam's capturable mode (needed inside a CUDA graph). :return: the previous mode"""
-        optimizer = self.policy.optimizer
-        previous = any(group.get("capturable", False) for group in optimizer.param_groups)
-        for group in optimizer.param_groups:
-            group["capturable"] = capturable
-        if capturable:
-            for param, state in optimizer.state.items():
-                if "step" in state and state["step"].device != param.device:
-                    state["step"] = state["step"].to(device=param.device, dtype=th.float32)
-        return previous
+    def _set_capturable(self, capturable: bool) -> None:
+        """Switch Adam's capturable mode (needed inside a CUDA graph), its step counts where that mode keeps them."""
+        set_capturable(self.policy.optimizer, capturable)
 
     # --- the update -------------------------------------------------------------------------------------------------
 
@@ -280,25 +320,24 @@ class FastDQN(DQN):
             return
         self._set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        use_graph = self.cuda_graph and self.device.type == "cuda"
-        self._set_capturable(use_graph)
         batched = isinstance(self.replay_buffer, FrameStackReplayBuffer) and self._vec_normalize_env is None
-        if use_graph:
-            try:
-                loss_sum = self._graph_updates(gradient_steps, batch_size, batched)
-            except RuntimeError as e:  # a capture the driver or torch version refuses: train on, without graphs
-                if self._graph is not None:
-                    raise
-                warnings.warn(f"CUDA graph capture failed, updating without graphs: {e}", stacklevel=2)
-                self.cuda_graph = False
-                self._set_capturable(False)
-                loss_sum = self._updates(gradient_steps, batch_size, batched)
-        else:
+        device = self._graph_device()
+        loss_sum = None if device is None else self._graph_updates(gradient_steps, batch_size, batched, device)
+        if loss_sum is None:  # without graphs, or the capture was refused
+            self._release_graph()
+            self._set_capturable(False)
             loss_sum = self._updates(gradient_steps, batch_size, batched)
         self._loss_sum = loss_sum.clone() if self._loss_sum is None else self._loss_sum + loss_sum
         self._loss_count += gradient_steps
         self._n_updates += gradient_steps
         self._set_training_mode(False)
+
+    def _graph_device(self) -> th.device | None:
+        """:return: the device to capture the updates on, the model's (with its index); None: no graphs"""
+        if not self.cuda_graph or self._graphs_refused is not None:
+            return None
+        device = next(self.policy.parameters()).device
+        return device if self._graphs.supports(device) else None
 
     def _updates(
         self, gradient_steps: int, batch_size: int, batched: bool, data: ReplayBufferSamples | None = None
@@ -343,67 +382,122 @@ class FastDQN(DQN):
         self.policy.optimizer.step()
         return loss
 
-    def _graph_updates(self, gradient_steps: int, batch_size: int, batched: bool) -> th.Tensor:
+    def _graph_updates(
+        self, gradient_steps: int, batch_size: int, batched: bool, device: th.device
+    ) -> th.Tensor | None:
         """
-        ``_updates`` as one CUDA graph replay. When the replay samples on this GPU, the graph samples too;
+        ``_updates`` as one CUDA graph replay on ``device``, captured first if there is no graph yet or if what the
+        graph reads has changed (``_graph_inputs``). When the replay samples on ``device``, the graph samples too;
         otherwise the transitions are sampled on the host and copied into the graph's input tensors.
-        :return: the sum of the losses (a tensor the next replay overwrites)
+
+        :return: the sum of the losses (a tensor the next replay overwrites); None if the capture was refused, which
+            turns graphs off for this process (with a warning)
+        :raise CudaUpdateError: the GPU ran out of memory or failed otherwise during the capture
         """
         replay = self.replay_buffer
-        storage = getattr(replay, "_tensor_device", None)
-        on_this_gpu = storage is not None and storage.type == "cuda" and storage.index in (None, self.device.index)
-        in_graph = batched and on_this_gpu
-        lr = self.policy.optimizer.param_groups[0]["lr"]
-        key = (gradient_steps, batch_size, lr, in_graph, getattr(replay, "storage_version", 0))
-        data = None
-        if not in_graph:
-            if batched:
-                data = replay.sample_batches(gradient_steps, batch_size)
-            else:
-                samples = [replay.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)]
-                data = ReplayBufferSamples(*(th.cat([s[i] for s in samples]) for i in range(5)))
-        if self._graph is None or self._graph_key != key:
-            self._capture(gradient_steps, batch_size, batched, data, key)
-        static = self._static
-        if data is not None:
-            for name in ("observations", "actions", "next_observations", "rewards", "dones"):
-                static[name].copy_(getattr(data, name), non_blocking=True)
-        assert self._graph is not None
-        self._graph.replay()
+        in_graph = batched and getattr(replay, "sampling_device", None) == device
+        with self._graphs.on_device(device):
+            self._set_capturable(True)
+            data = None
+            if not in_graph:
+                if batched:
+                    data = replay.sample_batches(gradient_steps, batch_size)
+                else:
+                    samples = [replay.sample(batch_size, env=self._vec_normalize_env) for _ in range(gradient_steps)]
+                    data = ReplayBufferSamples(*(th.cat([s[i] for s in samples]) for i in range(5)))
+            if self._graph is None or self._graph_key != self._graph_inputs(gradient_steps, batch_size, in_graph):
+                self._release_graph()
+                try:
+                    self._capture(gradient_steps, batch_size, batched, data, device)
+                except Exception as error:
+                    if not capture_refused(error):
+                        failure = gpu_failure(error)
+                        if failure is None:
+                            raise
+                        raise failure from error
+                    self._graphs_refused = first_line(error)
+                    warnings.warn(
+                        f"CUDA graph capture refused, updating without graphs in this process: {self._graphs_refused}",
+                        stacklevel=3,
+                    )
+                    return None
+                self._graph_key = self._graph_inputs(gradient_steps, batch_size, in_graph)
+            static = self._static
+            if data is not None:
+                for name in ("observations", "actions", "next_observations", "rewards", "dones"):
+                    static[name].copy_(getattr(data, name), non_blocking=True)
+            self._graph.replay()
         return static["loss_sum"]
 
+    def _graph_inputs(self, gradient_steps: int, batch_size: int, in_graph: bool) -> tuple:
+        """
+        What a captured graph depends on: the sizes and constants it was captured with, and the address of every
+        tensor it reads or writes (weights, gradients, Adam's state, and the replay's storage when the graph samples
+        it). It changes when any of them is replaced: another replay (``attach_replay_buffer``, an unpickled one),
+        ``optimizer.load_state_dict``, gradients set to None, Adam's step counts moved, another learning rate. A
+        graph replayed after such a change would read and write freed memory: it is captured again instead.
+        """
+        optimizer = self.policy.optimizer
+        params = list(self.policy.parameters())
+        state = [value for values in optimizer.state.values() for value in values.values() if th.is_tensor(value)]
+        tensors = [*params, *(param.grad for param in params), *self.policy.buffers(), *state]
+        hyperparams = tuple(
+            tuple((name, value) for name, value in group.items() if name != "params")
+            for group in optimizer.param_groups
+        )
+        replay = self.replay_buffer.sampling_key() if in_graph else ()
+        constants = (gradient_steps, batch_size, in_graph, self.gamma, self.max_grad_norm)
+        return (*constants, hyperparams, tensor_addresses(tensors), replay)
+
     def _capture(
-        self, gradient_steps: int, batch_size: int, batched: bool, data: ReplayBufferSamples | None, key: tuple
+        self,
+        gradient_steps: int,
+        batch_size: int,
+        batched: bool,
+        data: ReplayBufferSamples | None,
+        device: th.device,
     ) -> None:
-        """Capture ``_updates`` in a CUDA graph; the warm-up updates it needs leave weights and Adam unchanged."""
+        """
+        Capture ``_updates`` in a graph on ``device``, after the warm-up updates torch needs (on a side stream): what
+        they and the capture change in the weights and Adam's state is undone, as if they had never run.
+        """
+        graphs = self._graphs
         optimizer = self.policy.optimizer
         static: dict[str, Any] = {}
         inputs = None
         if data is not None:
             static = {name: getattr(data, name).clone() for name in ReplayBufferSamples._fields[:5]}
             inputs = ReplayBufferSamples(*(static[name] for name in ReplayBufferSamples._fields[:5]), None)
+
+        def updates() -> th.Tensor:
+            return self._updates(gradient_steps, batch_size, batched, inputs)
+
         params = list(self.policy.parameters())
         saved_params = [p.detach().clone() for p in params]
         saved_state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
-        graph = th.cuda.CUDAGraph()
         try:
-            side = th.cuda.Stream()
-            side.wait_stream(th.cuda.current_stream())
-            with th.cuda.stream(side):
+            side = graphs.new_stream(device)
+            main = graphs.current_stream(device)
+            graphs.wait_stream(side, main)
+            with graphs.stream(device, side), warnings.catch_warnings():
+                # torch warns once that a capturable Adam is stepped outside a graph: the warm-up has to
+                warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True")
                 for _ in range(3):
-                    self._updates(gradient_steps, batch_size, batched, inputs)
-            th.cuda.current_stream().wait_stream(side)
-            with th.cuda.graph(graph):
-                static["loss_sum"] = self._updates(gradient_steps, batch_size, batched, inputs)
+                    updates()
+            graphs.wait_stream(main, side)
+            graph, static["loss_sum"] = graphs.capture(device, side, updates)
         finally:  # captured or not, as if the warm-up updates had never run
             with th.no_grad():
                 for param, saved in zip(params, saved_params, strict=True):
                     param.copy_(saved)
                 for param, state in optimizer.state.items():
                     before = saved_state.get(id(param))
-                    for key_, value in state.items():
-                        if before is not None and key_ in before:
-                            value.copy_(before[key_])
+                    for key, value in state.items():
+                        if before is not None and key in before:
+                            value.copy_(before[key])
                         elif th.is_tensor(value):
                             value.zero_()  # state Adam created during the warm-up: as if it had never stepped
-        self._graph, self._static, self._graph_key = graph, static, key
+        self._graph, self._static = graph, static
+
+    def _release_graph(self) -> None:
+        self._graph, self._static, self._graph_key = None, {}, None

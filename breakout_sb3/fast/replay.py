@@ -170,15 +170,33 @@ class FrameStackReplayBuffer(ReplayBuffer):
         if self._tensor_device is None:
             self._meta_t = self._state_t = self._back_t = None
             return
-        self._meta_t = th.as_tensor(self._meta, device=self._tensor_device)
+        # Copies, also on the CPU (th.as_tensor would share the host arrays' memory there): every write to a mirror
+        # is explicit, so the "cpu" storage device tests it
+        self._meta_t = th.tensor(self._meta, device=self._tensor_device)
         self._state_t = th.zeros(2, dtype=th.int64, device=self._tensor_device)  # n_added, sampling upper bound
-        self._back_t = th.as_tensor(self._back, device=self._tensor_device)
+        self._back_t = th.tensor(self._back, device=self._tensor_device)
         self._write_state()
 
     def _write_state(self) -> None:
         if self._state_t is not None:
             upper = self.buffer_size if self.full else self.pos
             self._state_t.copy_(self._to_storage(np.array([self._n_added, upper], dtype=np.int64)))
+
+    @property
+    def sampling_device(self) -> th.device | None:
+        """The device ``sample_batches`` draws and gathers on (its index included); None: numpy storage."""
+        return None if self._tensor_device is None else self._frames.device
+
+    def sampling_key(self) -> tuple:
+        """
+        What sampling on the storage device reads, for a CUDA graph that captured it: this buffer, the sizes it
+        computes with, and the address of each tensor it reads. It changes whenever one of them is replaced
+        (unpickling, the head-frame ring growing).
+        """
+        tensors = [getattr(self, name) for name in (*self._STORAGE_ATTRS, *self._MIRROR_ATTRS)]
+        sizes = (self.buffer_size, self.n_envs, self.n_stack, self._ring, self._side_capacity, self.action_dim)
+        addresses = tuple(tensor.data_ptr() if isinstance(tensor, th.Tensor) else id(tensor) for tensor in tensors)
+        return (id(self), self.storage_version, sizes, addresses)
 
     @property
     def nbytes_per_transition(self) -> float:
