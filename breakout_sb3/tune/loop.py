@@ -25,6 +25,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from breakout_sb3.tune.optuna_insides import optimize_loop, set_stop_requested, stop_requested, trial_id
 from breakout_sb3.tune.retry import Outage, StorageUnreachable, TrialHeartbeat
 
 # Under Optuna's logger, so that trials are logged as Study.optimize logs them.
@@ -107,7 +108,7 @@ class TrialLoop:
         :param n_trials: trials to run (None: until the study is stopped)
         :param n_jobs: trials run at once, in threads (-1: as many as CPU cores)
         """
-        self.study._stop_flag = False
+        set_stop_requested(self.study, False)
         self._left = n_trials
         if n_jobs == 1:
             self._sequential(reseed=False)
@@ -130,24 +131,23 @@ class TrialLoop:
 
     def _sequential(self, reseed: bool) -> None:
         study = self.study
-        # As in Optuna's loop: Study.stop() (its callbacks, the grid sampler) works only inside it.
-        study._thread_local.in_optimize_loop = True
         if reseed:
             study.sampler.reseed_rng()
-        try:
-            while not study._stop_flag and self._take():
-                try:
-                    frozen = self._run_trial()
-                finally:
-                    gc.collect()
-                for callback in self.callbacks:
-                    callback(study, copy.deepcopy(frozen))
-        except BaseException:
-            study._stop_flag = True  # the loop's other threads stop after their trial
-            raise
-        finally:
-            study._thread_local.in_optimize_loop = False
-            self.storage.remove_session()
+        # As in Optuna's loop: Study.stop() (its callbacks, the grid sampler) works only inside it.
+        with optimize_loop(study):
+            try:
+                while not stop_requested(study) and self._take():
+                    try:
+                        frozen = self._run_trial()
+                    finally:
+                        gc.collect()
+                    for callback in self.callbacks:
+                        callback(study, copy.deepcopy(frozen))
+            except BaseException:
+                set_stop_requested(study, True)  # the loop's other threads stop after their trial
+                raise
+            finally:
+                self.storage.remove_session()
 
     def _run_trial(self) -> FrozenTrial:
         with warnings.catch_warnings():
@@ -169,7 +169,7 @@ class TrialLoop:
     def _heartbeat(self, trial: optuna.Trial) -> contextlib.AbstractContextManager:
         if self.heartbeat_interval is None:
             return contextlib.nullcontext()
-        return TrialHeartbeat(self.storage, trial._trial_id, self.heartbeat_interval)
+        return TrialHeartbeat(self.storage, trial_id(trial), self.heartbeat_interval)
 
     def _call(self, trial: optuna.Trial) -> _Outcome:
         try:
@@ -200,7 +200,7 @@ class TrialLoop:
         return frozen
 
     def _stored(self, trial: optuna.Trial) -> FrozenTrial:
-        return self.storage.get_trial(trial._trial_id)
+        return self.storage.get_trial(trial_id(trial))
 
     def _log(self, frozen: FrozenTrial, outcome: _Outcome) -> None:
         """Logs the trial as Study.optimize does."""

@@ -22,6 +22,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
 from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.tune.optuna_insides import RDB_DATABASE_METHODS
 
 DEFAULT_DB_WAIT_S = 600
 # sysexits.h's EX_TEMPFAIL: a temporary failure, which running the worker again later may not meet.
@@ -186,17 +187,6 @@ class PatientRDBStorage(RDBStorage):
         return self.patiently(once)
 
 
-# RDBStorage's methods that query the database (those _CachedStorage calls included): all wait out an outage.
-_DATABASE_METHODS = (
-    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
-    "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
-    "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "create_new_trial", "_create_new_trial",
-    "set_trial_param", "_set_trial_param", "get_trial_param", "set_trial_intermediate_value", "set_trial_user_attr",
-    "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials",
-    "get_best_trial", "_get_best_trial_id", "record_heartbeat", "_get_stale_trial_ids",
-)  # fmt: skip
-
-
 def _patient(name: str) -> Callable[..., Any]:
     method = getattr(RDBStorage, name)
 
@@ -207,7 +197,7 @@ def _patient(name: str) -> Callable[..., Any]:
     return patient
 
 
-for _name in _DATABASE_METHODS:
+for _name in RDB_DATABASE_METHODS:
     setattr(PatientRDBStorage, _name, _patient(_name))
 
 

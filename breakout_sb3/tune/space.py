@@ -35,6 +35,7 @@ from rl_zoo3.utils import get_class_by_name
 from breakout_sb3.config import class_specs, constructor_parameters
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.ranges import check_hyperparam_ranges
+from breakout_sb3.tune.optuna_insides import contains
 
 SPACE_KEY = "breakout-sb3-tune"
 # Set from the batch size, so that the replay ratio (samples per agent step) stays the entry's.
@@ -147,11 +148,7 @@ class SearchSpace:
             default = inspect.signature(get_class_by_name(param.callback)).parameters[param.key].default
             value = kwargs.get(param.key, default)
         value = _as_distribution_type(value, param.distribution)
-        try:
-            contained = param.distribution._contains(param.distribution.to_internal_repr(value))
-        except (ValueError, TypeError):
-            contained = False
-        if not contained:
+        if not contains(param.distribution, value):
             raise BreakoutSB3Error(
                 f"{self.where}: {SPACE_KEY} {param.name}: the entry's own value {value!r} is not in its search space "
                 f"({_describe(param.distribution)}); the entry's values are the first trial"
