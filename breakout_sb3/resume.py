@@ -63,7 +63,7 @@ def resume(
             print(f"{RESUME_FILE} rewritten in format {RESUME_FORMAT}: paths relative to the run folder")
         for broken in point.skipped:
             moved = set_aside(broken.path)
-            print(f"Set aside {broken.path.name} ({broken.reason}) as {moved.relative_to(run_dir)}")
+            print(f"Set aside {broken.path.name} as {moved.relative_to(run_dir)}: {broken.reason}")
         print(f"Resuming {run_dir} from {checkpoint.path.name}: {checkpoint.describe()}; {n_timesteps} more steps")
         roll_back_monitor_files(checkpoint, run_dir)  # before the resumed run's Monitor opens them to append
         argv = with_progress([*argv, "-i", str(checkpoint.model_path), "-n", str(n_timesteps)], progress)

@@ -192,7 +192,7 @@ def test_resume_falls_back_sets_the_broken_aside_and_never_deletes_the_intact(od
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"note: skipping checkpoint {newest.name}: rng.pkl is corrupt" in result.stderr
     assert "Warning" not in result.stderr and "warn(" not in result.stderr
-    assert f"Set aside {newest.name} (rng.pkl is corrupt" in result.stdout
+    assert f"Set aside {newest.name} as checkpoints/set_aside/{newest.name}: rng.pkl is corrupt" in result.stdout
     assert f"from {previous.name}: " in result.stdout
     step = int(previous.name.split("_")[1]) + 8
     # The checkpoint it started from stays beside the new one; the broken one is set aside, not counted, not deleted.
