@@ -245,6 +245,8 @@ class BreakoutExperimentManager(ExperimentManager):
                 fsync_file(file)
                 os.replace(file, final / file.name)
             fsync_dir(final)
+        except OSError as e:  # rl-zoo3's writes do not say which file: the folder they go to
+            raise OSError(e.errno, e.strerror or str(e), str(final) if e.filename is None else e.filename) from e
         finally:
             self.params_path = str(final)
             shutil.rmtree(staging, ignore_errors=True)
@@ -264,6 +266,9 @@ class BreakoutExperimentManager(ExperimentManager):
         except BreakoutSB3Error:
             self._remove_if_new(new_folder, new_algo_folder)
             raise
+        except OSError as e:  # a full disk, a folder that cannot be written
+            self._remove_if_new(new_folder, new_algo_folder)
+            raise BreakoutSB3Error(f"cannot set up the run: {os_error_line(e, self.save_path)}") from e
         except Exception as e:  # before the first step, what fails comes from the configuration: one line
             self._remove_if_new(new_folder, new_algo_folder)
             raise BreakoutSB3Error(f"cannot set up the run: {type(e).__name__}: {first_line(str(e))}") from e
