@@ -31,7 +31,7 @@ from breakout_sb3.monitor_clock import continue_monitor_clocks
 from breakout_sb3.refill import ReplayRefillCallback, refill_target
 from breakout_sb3.run_lock import RunLock
 from breakout_sb3.signals import checkpoint_on_signals
-from breakout_sb3.zoo_args import absolute_paths
+from breakout_sb3.zoo_args import FAST_ALGO, absolute_paths
 from callbacks.checkpoint import (
     REPLAY_FILE,
     Checkpoint,
@@ -53,9 +53,6 @@ class CheckpointOptions:
 
     replay_buffer: bool = True
     keep_last: int | None = None  # None: as the YAML says
-
-
-FAST_ALGO = "fast_dqn"
 
 
 def register_fast_dqn() -> None:
