@@ -6,7 +6,6 @@ quotes, and every ```python block of README.md and docs/*.md runs (in that folde
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, docs_environment, readme_section
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 EXAMPLE_STEPS = "200"
@@ -26,13 +25,7 @@ def code_blocks(path: Path, language: str) -> list[str]:
 
 
 def smoke_section() -> str:
-    text = (REPO / "README.md").read_text()
-    return text.split("\n## A smoke run\n", 1)[1].split("\n## ", 1)[0]
-
-
-def smoke_commands() -> list[str]:
-    (block,) = re.findall(r"^```sh\n(.*?)^```$", smoke_section(), flags=re.M | re.S)
-    return [line for line in block.splitlines() if line.strip()]
+    return readme_section("A smoke run")
 
 
 def quote_pattern(quote: str, example: bool) -> re.Pattern[str]:
@@ -75,21 +68,6 @@ def smoke_files() -> list[str]:
     return sorted(set(re.findall(r"`([\w-]+\.(?:mp4|png))`", smoke_section())))
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """The smoke run as the README writes it, in a scratch folder: its folder, and each command's output."""
-    folder = tmp_path_factory.mktemp("smoke")
-    bin_dir = Path(sys.executable).parent  # the console script of this environment's breakout-sb3
-    # one torch thread: the run's numbers do not depend on it, and it keeps its pace on a busy 2-core machine
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    outputs = {}
-    for line in smoke_commands():
-        result = subprocess.run(["bash", "-c", line], cwd=folder, env=env, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, f"{line}\n{result.stderr[-3000:]}"
-        outputs[line.split()[1]] = result.stdout + result.stderr
-    return folder, outputs
-
-
 def test_the_smoke_run_prints_the_lines_the_readme_quotes(smoke_run):
     folder, outputs = smoke_run
     quotes = smoke_quotes()
@@ -130,7 +108,7 @@ def test_python_example_runs(smoke_run, code):
     if ".learn(" in code:
         assert "BREAKOUT_SB3_EXAMPLE_STEPS" in code, "a training example reads its length from the environment"
     folder, _ = smoke_run
-    env = {**os.environ, "BREAKOUT_SB3_EXAMPLE_STEPS": EXAMPLE_STEPS, "OMP_NUM_THREADS": "1"}
+    env = docs_environment(BREAKOUT_SB3_EXAMPLE_STEPS=EXAMPLE_STEPS)
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=600
     )

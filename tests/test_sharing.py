@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from stable_baselines3 import DQN
 
 from breakout_sb3 import ENV_ID
 from callbacks import latest_checkpoint
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_documented
 
 REPO_NAME = f"dqn-{ENV_ID}"
 
@@ -109,13 +108,9 @@ def offline(line: str) -> str | None:
 
 def run_lines(lines: list[str], cwd: Path, **env: str) -> str:
     """Run documented command lines in ``cwd``, offline; :return: their output"""
-    bin_dir = Path(sys.executable).parent  # this environment's python and breakout-sb3
-    environ = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1", **env}
-    environ["HUB_OFFLINE_CALLS"] = str(cwd / "hub_calls.jsonl")
     output = ""
     for line in filter(None, map(offline, lines)):
-        result = subprocess.run(["bash", "-c", line], cwd=cwd, env=environ, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{line}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        result = run_documented(line, cwd, HUB_OFFLINE_CALLS=str(cwd / "hub_calls.jsonl"), **env)
         output += result.stdout + result.stderr
     return output
 
