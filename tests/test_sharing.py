@@ -21,7 +21,7 @@ from stable_baselines3 import DQN
 
 from breakout_sb3 import ENV_ID
 from callbacks import latest_checkpoint
-from tests.conftest import REPO, run_cli, run_documented
+from tests.conftest import REPO, docs_environment, run_cli, run_documented
 
 REPO_NAME = f"dqn-{ENV_ID}"
 
@@ -81,9 +81,9 @@ def test_zips_of_both_configurations_play_in_plain_sb3_without_breakout_sb3(trai
     zips = []
     for run in (trained_run, fast_run):
         zips += [run / f"{ENV_ID}.zip", latest_checkpoint(run).model_path]
-    result = subprocess.run(
-        [sys.executable, "-c", PLAIN_SB3, *map(str, zips)], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    command = [sys.executable, "-c", PLAIN_SB3, *map(str, zips)]
+    env = docs_environment()  # one torch thread, as the documented commands
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     for path, steps in zip(zips, [700, 700, 64, 64], strict=True):
         assert f"{path}: DQN at step {steps}" in result.stdout
