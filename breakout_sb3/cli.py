@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
+import platform
 import sys
 from typing import Any, NoReturn
 
-from breakout_sb3 import ENV_ID
+from breakout_sb3 import ENV_ID, __version__
 from breakout_sb3.errors import BreakoutSB3Error, first_line
 
 TRAIN_HELP = """\
@@ -23,6 +25,32 @@ breakout-sb3 train [--fast] [--checkpoint-without-replay] [--keep-checkpoints K]
 Defaults: --algo dqn --env BreakoutNoFrameskip-v4 --conf-file hyperparams/dqn.yml --seed 42 --eval-freq -1
 --log-interval 100 --progress. rl-zoo3's flags follow.
 """
+
+
+# what `breakout-sb3 --version` reports besides breakout-sb3: the line a bug report needs
+REPORTED_DISTRIBUTIONS = ("stable-baselines3", "rl-zoo3", "gymnasium", "ale-py", "torch")
+
+
+def version_line() -> str:
+    """:return: ``breakout-sb3 0.1.0 (stable-baselines3 2.9.2, rl-zoo3 2.9.1, ..., torch 2.13.0+cpu, Python 3.11.9)``"""
+    versions = []
+    for name in REPORTED_DISTRIBUTIONS:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} not installed")
+    return f"breakout-sb3 {__version__} ({', '.join(versions)}, Python {platform.python_version()})"
+
+
+class VersionAction(argparse.Action):
+    """``--version``: :func:`version_line` on one line (argparse's own version action wraps it), then exit."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None):
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        print(version_line())
+        parser.exit()
 
 
 # rl-zoo3's flag for its hyperparameter optimization: `breakout-sb3 train -optimize` runs `breakout-sb3 tune`
@@ -42,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, resume, evaluate, record and plot SB3's DQN on Atari Breakout with the DQN Breakout "
         "tutorial's recipe.",
     )
+    parser.add_argument("--version", action=VersionAction, help="show the versions of breakout-sb3 and its stack")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(

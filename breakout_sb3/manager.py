@@ -32,6 +32,7 @@ from breakout_sb3.run_lock import RunLock
 from breakout_sb3.run_spec import RunSpec
 from breakout_sb3.shell import command_line
 from breakout_sb3.signals import checkpoint_on_signals
+from breakout_sb3.zoo_args import FAST_ALGO
 from callbacks.atomic import atomic_path, atomic_save_model, fsync_dir, fsync_file
 from callbacks.checkpoint import (
     REPLAY_FILE,
@@ -52,9 +53,6 @@ class CheckpointOptions:
 
     replay_buffer: bool = True
     keep_last: int | None = None  # None: as the YAML says
-
-
-FAST_ALGO = "fast_dqn"
 
 
 def register_fast_dqn() -> None:

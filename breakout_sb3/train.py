@@ -6,7 +6,7 @@ import functools
 
 from breakout_sb3.manager import FAST_ALGO, BreakoutExperimentManager, CheckpointOptions, ResumePlan, register_fast_dqn
 from breakout_sb3.run_lock import RunLock
-from breakout_sb3.zoo_args import check_train_args, default_train_args
+from breakout_sb3.zoo_args import check_train_args, check_train_flags, default_train_args
 from breakout_sb3.zoo_train import zoo_train
 
 
@@ -64,6 +64,7 @@ def train(
     args = with_progress(args, progress)
     config_entry = None
     if not {"-h", "--help"} & set(argv):
+        check_train_flags(argv, fast=fast)
         entry = check_train_args(args, fast=fast)
         config_entry = entry if fast else None  # rl-zoo3 finds the recipe's entry itself
     run_zoo_train(args, checkpoint_options or CheckpointOptions(), config_entry=config_entry)

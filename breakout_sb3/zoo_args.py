@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import zipfile
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,6 +30,10 @@ from breakout_sb3.ranges import (
     check_hyperparam_ranges,
     check_replay_memory,
 )
+from breakout_sb3.zoo_train import given_train_flags
+
+# rl-zoo3's --algo for the fast configuration's FastDQN (breakout_sb3.manager adds it to rl-zoo3's table)
+FAST_ALGO = "fast_dqn"
 
 
 def default_train_args() -> list[str]:
@@ -47,6 +52,83 @@ def default_train_args() -> list[str]:
 LOG_INTERVAL = 100
 
 
+# rl-zoo3's flags of its hyperparameter search: `breakout-sb3 tune` (or `train -optimize`) takes them
+SEARCH_FLAGS = {
+    "--optimize-hyperparameters",
+    "--n-trials",
+    "--max-total-trials",
+    "--n-jobs",
+    "--sampler",
+    "--pruner",
+    "--n-startup-trials",
+    "--n-evaluations",
+    "--storage",
+    "--study-name",
+    "--optimization-log-path",
+    "--no-optim-plots",
+}
+# rl-zoo3's Weights & Biases flags, which act with --track only
+WANDB_FLAGS = {"--wandb-project-name", "--wandb-entity", "--wandb-group", "--wandb-tags"}
+
+
+def check_train_flags(argv: list[str], fast: bool = False) -> None:
+    """
+    Refuse, in one line, the rl-zoo3 train flags that ``breakout-sb3 train`` cannot honour (docs/recipe.md sorts
+    every flag): those of the hyperparameter search, of HER, of another algorithm, ``--vec-env`` with ``--fast``,
+    ``--track`` without wandb and the wandb flags without ``--track``. Flags are read by rl-zoo3's own parser, so
+    an unknown flag or a value it refuses is one line too.
+
+    :param argv: the user's rl-zoo3 train flags (without the recipe's defaults)
+    :param fast: the fast configuration
+    """
+    read = parse_zoo_flags(argv, "train")
+    # rl-zoo3's parser evaluates these values: a bad one is named in our words first
+    parse_zoo_params(read.hyperparams or [])
+    parse_zoo_params(read.env_kwargs or [], flag="--env-kwargs")
+    parse_zoo_params(read.eval_env_kwargs or [], flag="--eval-env-kwargs")
+    given = given_train_flags(argv)
+    for flag, value in given.items():
+        if flag in SEARCH_FLAGS:
+            raise BreakoutSB3Error(
+                f"train: {_spelled(flag, value)} is a flag of the hyperparameter search: run breakout-sb3 tune "
+                "(or train -optimize)"
+            )
+        if flag in WANDB_FLAGS and not given.get("--track"):
+            raise BreakoutSB3Error(f"train: {flag} acts with --track only (Weights & Biases)")
+    if "--trial-id" in given:
+        raise BreakoutSB3Error(
+            "train: --trial-id reads a trial with the names of rl-zoo3's own DQN sampler, not breakout-sb3's search "
+            "space: train the study's best.yml (written by breakout-sb3 tune) with --conf-file"
+        )
+    if "--truncate-last-trajectory" in given:
+        raise BreakoutSB3Error("train: --truncate-last-trajectory applies to HER's replay buffer only, not DQN's")
+    algo = FAST_ALGO if fast else "dqn"
+    if given.get("--algo", algo) != algo:
+        trains = f"train --fast trains {algo} (FastDQN)" if fast else f"train trains dqn (--fast: {FAST_ALGO})"
+        raise BreakoutSB3Error(
+            f"train: --algo {given['--algo']}: {trains}; leave --algo out, or train another algorithm with "
+            "python -m rl_zoo3.train"
+        )
+    if fast and "--vec-env" in given:
+        raise BreakoutSB3Error(
+            f"train: --vec-env {given['--vec-env']}: the fast configuration always steps its games in ale-py's "
+            "vector env (n_envs games in C++ threads); leave --vec-env out, or train without --fast"
+        )
+    if given.get("--track"):
+        try:
+            importlib.import_module("wandb")
+        except ImportError:
+            raise BreakoutSB3Error("train: --track needs Weights & Biases: pip install wandb") from None
+
+
+def _spelled(flag: str, value: Any) -> str:
+    """:return: ``flag`` as given: ``--n-trials 0``, ``--no-optim-plots``"""
+    if isinstance(value, bool):
+        return flag
+    values = value if isinstance(value, list) else [value]
+    return " ".join([flag, *(str(v) for v in values)])
+
+
 def check_train_args(argv: list[str], fast: bool = False) -> str:
     """
     Check, before anything runs, what rl-zoo3 would only discover with a traceback or not at all: the env id, the
@@ -60,6 +142,11 @@ def check_train_args(argv: list[str], fast: bool = False) -> str:
     args = parse_zoo_flags(argv, "train")
     args.algo, args.env = args.algo or "dqn", args.env or ENV_ID
 
+    for module in args.gym_packages or []:  # rl-zoo3 imports them to register their envs: so do the checks
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise BreakoutSB3Error(f"--gym-packages {module}: cannot import it ({e})") from None
     check_env_id(args.env)
     atari = is_atari(args.env)
     if fast and not atari:
@@ -182,6 +269,7 @@ def parse_zoo_flags(argv: list[str], command: str) -> argparse.Namespace:
     parser.add_argument("--study-name")
     parser.add_argument("--sampler")
     parser.add_argument("--pruner")
+    parser.add_argument("--gym-packages", nargs="+")
     for flag in TRAIN_FLAGS:
         aliases = [alias for alias, name in TRAIN_FLAG_ALIASES.items() if name == flag]
         parser.add_argument(*aliases, flag, dest=flag)

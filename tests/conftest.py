@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +133,46 @@ def trained_run(tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     (folder,) = run_folders(cwd / "logs")
     return folder
+
+
+def readme_section(heading: str) -> str:
+    """:return: the text of the README's section ``## heading``, up to the next section"""
+    text = (REPO / "README.md").read_text()
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def sh_lines(text: str) -> list[str]:
+    """:return: the command lines of the first ```sh block in ``text``"""
+    block = re.search(r"^```sh\n(.*?)^```$", text, flags=re.M | re.S)
+    assert block is not None, "no sh block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def docs_environment(**env: str) -> dict[str, str]:
+    """
+    The environment documented commands run in: this Python's ``bin`` first on the PATH (its ``python`` and
+    ``breakout-sb3``), and one torch thread, which keeps the pace of a run on a busy 2-core machine and changes none
+    of its numbers.
+    """
+    bin_dir = Path(sys.executable).parent
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1", **env}
+
+
+def run_documented(line: str, cwd: Path, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
+    """Run a documented command line as a user would, in ``cwd``; it must succeed."""
+    result = subprocess.run(
+        ["bash", "-c", line], cwd=cwd, env=docs_environment(**env), capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"{line}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The README's smoke run as written, in a scratch folder: the folder, and each command's output by command."""
+    folder = tmp_path_factory.mktemp("smoke")
+    outputs = {}
+    for line in sh_lines(readme_section("A smoke run")):
+        result = run_documented(line, folder)
+        outputs[line.split()[1]] = result.stdout + result.stderr
+    return folder, outputs

@@ -100,7 +100,7 @@ def tune(argv: list[str], fast: bool = False, options: TuneOptions | None = None
         config_entry=plan.entry_name if fast else None,
         plan=plan,
     )
-    zoo_train(manager, zoo_args)
+    zoo_train(manager, zoo_args, prog="breakout-sb3 tune")
 
 
 def check_tune_flags(flags: argparse.Namespace, seeds: list[int] | None) -> dict[str, int | None]:
