@@ -12,6 +12,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from breakout_sb3.devices import check_device, device_flag
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.manager import RESUME_FILE, CheckpointOptions, ResumePlan
+from breakout_sb3.precision import FLOAT32
 from breakout_sb3.run_lock import run_lock
 from breakout_sb3.train import run_zoo_train, with_progress
 from callbacks.atomic import atomic_write
@@ -52,7 +53,8 @@ def resume(
         argv = with_progress([*saved["argv"], "-i", str(checkpoint.model_path), "-n", str(n_timesteps)], progress)
         options = CheckpointOptions(**saved["checkpoint_options"])
         plan = ResumePlan(checkpoint, run_dir, refill_steps, replay_buffer=replay)
-        run_zoo_train(argv, options, plan, saved.get("config_entry"), lock=lock)
+        precision = saved.get("precision", FLOAT32)  # a run started before --precision existed: float32
+        run_zoo_train(argv, options, plan, saved.get("config_entry"), lock=lock, precision=precision)
 
 
 def _resume_point(run_dir: Path) -> tuple[Checkpoint, ReplayBuffer | None]:
