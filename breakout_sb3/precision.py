@@ -88,6 +88,11 @@ def conv_memory_format(device: th.device | str) -> th.memory_format:
     return th.channels_last if th.device(device).type in ("cpu", "cuda") else th.contiguous_format
 
 
+def in_layout(batch: th.Tensor, memory_format: th.memory_format) -> th.Tensor:
+    """:return: a batch of images (4 dimensions) in ``memory_format``; any other batch as it is"""
+    return batch.contiguous(memory_format=memory_format) if batch.dim() == 4 else batch
+
+
 class _InPrecision:
     """A Q-network called in a precision (``q_values``): what SB3's ``DQN.train`` calls as ``self.q_net``."""
 

@@ -28,7 +28,7 @@ from breakout_sb3.fast.graph import (
     tensor_addresses,
 )
 from breakout_sb3.fast.replay import FrameStackReplayBuffer
-from breakout_sb3.precision import FLOAT32, check_precision, conv_memory_format, q_values
+from breakout_sb3.precision import FLOAT32, check_precision, conv_memory_format, in_layout, q_values
 
 
 class FastDQN(DQN):
@@ -393,8 +393,8 @@ class FastDQN(DQN):
         One gradient step, as SB3's ``DQN.train`` computes it for one batch, the batch in the networks' layout and
         their forward passes in ``precision``. :return: the loss (on the device)
         """
-        observations = observations.contiguous(memory_format=self._memory_format)
-        next_observations = next_observations.contiguous(memory_format=self._memory_format)
+        observations = in_layout(observations, self._memory_format)
+        next_observations = in_layout(next_observations, self._memory_format)
         with th.no_grad():
             next_q_values = q_values(self.q_net_target, next_observations, self.precision)
             next_q_values = next_q_values.max(dim=1).values.reshape(-1, 1)
