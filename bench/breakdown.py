@@ -182,11 +182,12 @@ def instrument(model: OffPolicyAlgorithm, clock: Clock) -> None:
         clock.hook(model, "train", "update_net")
 
 
-def time_update(model: Any, batch_size: int = 32, repeats: int = 7, seed: int = 0) -> list[float]:
+def time_update(model: Any, batch_size: int = 32, repeats: int = 7, seed: int = 0, warmup: int = 3) -> list[float]:
     """
     The update-bound ceiling's measure: ``repeats`` timings (seconds) of one update's arithmetic on a batch of
     ``batch_size`` random transitions, as ``FastDQN._update`` computes it (forward of both networks, Huber loss,
-    backward, gradient clipping, Adam), after 3 untimed ones; on a GPU, synchronised.
+    backward, gradient clipping, Adam; in the model's precision and layout), after ``warmup`` untimed ones; on a
+    GPU, synchronised.
 
     :param model: a ``FastDQN`` (its weights and Adam state change)
     """
@@ -200,13 +201,13 @@ def time_update(model: Any, batch_size: int = 32, repeats: int = 7, seed: int = 
     dones = th.as_tensor((rng.random((batch_size, 1)) < 0.05).astype(np.float32), device=device)
     model.policy.set_training_mode(True)
     timings = []
-    for i in range(3 + repeats):
+    for i in range(warmup + repeats):
         if device.type == "cuda":
             th.cuda.synchronize()
         start = time.perf_counter()
         model._update(observations, actions, next_observations, rewards, dones)
         if device.type == "cuda":
             th.cuda.synchronize()
-        if i >= 3:
+        if i >= warmup:
             timings.append(time.perf_counter() - start)
     return timings

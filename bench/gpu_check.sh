@@ -61,11 +61,13 @@ case "$MODE" in
     ;;
   bench)
     [ $# -gt 0 ] || set -- 16 64 128
-    bench --n-envs "$@" --warmup 16384 --steps 65536 --vanilla-warmup 2048 --vanilla-steps 8192
+    bench --n-envs "$@" --warmup 16384 --steps 65536 --vanilla-warmup 2048 --vanilla-steps 8192 \
+      --variants contiguous channels-last bf16
     ;;
   --cpu-smoke)
     learn 60 4 1
-    bench --n-envs 8 16 --warmup 64 --steps 256 --vanilla-warmup 32 --vanilla-steps 128 --ceiling-repeats 2
+    bench --n-envs 8 16 --warmup 64 --steps 256 --vanilla-warmup 32 --vanilla-steps 128 --ceiling-repeats 2 \
+      --variants contiguous channels-last bf16
     ;;
   *)
     echo "unknown mode $MODE" >&2

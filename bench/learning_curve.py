@@ -70,7 +70,9 @@ def yaml_callbacks(hyperparams: dict[str, Any], log_dir: Path) -> list[BaseCallb
     return callbacks
 
 
-def build_fast(hyperparams: dict[str, Any], device: str, seed: int, monitor_file: str | None = None) -> Any:
+def build_fast(
+    hyperparams: dict[str, Any], device: str, seed: int, monitor_file: str | None = None, precision: str = "float32"
+) -> Any:
     """:return: a ``FastDQN`` of a fast entry's hyperparameters on its ``AleVecEnv`` (the replay on the GPU on CUDA)"""
     from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 
@@ -91,6 +93,7 @@ def build_fast(hyperparams: dict[str, Any], device: str, seed: int, monitor_file
         replay_buffer_kwargs=storage,
         seed=seed,
         device=device,
+        precision=precision,
         **kwargs,
     )
 

@@ -5,6 +5,11 @@ over full games at epsilon 0.05, with the learning curve drawn by ``breakout-sb3
     python bench/learning_run.py --device cuda --seconds 480 --n-envs 64 --out-dir runs/learning \\
         --json bench/results/learning_h100.json --plot docs/learning_run.png
 
+With ``--steps N`` it trains N agent steps instead (``--seconds`` then only bounds it), and ``--precision bf16`` trains
+with bf16 mixed precision: run it twice, float32 and bf16, and compare them with bench/precision_compare.py. The
+TD loss (mean per 5,000 agent steps) and the mean max Q-value of a fixed set of 512 replay states (the first ones the
+random policy saw, the same for runs of one seed) are written to the JSON as they evolve.
+
 The recipe's fast entry of hyperparams/dqn.yml (``n_envs`` may be changed, the replay ratio kept: gradient steps
 per vector step scale with it), built through the library API with the YAML's callbacks writing into --out-dir
 (epsilon schedule, CSV, checkpoints every 100 games without the replay, NaN guard) and a Monitor file of the games.
@@ -83,10 +88,51 @@ class WatchedStopRule(BaseCallback):
         }
 
 
+class LossAndQProbe(BaseCallback):
+    """
+    Every ``every`` agent steps: the mean TD loss of the updates since (FastDQN logs each rollout's mean as
+    ``train/loss``) and the mean over a fixed set of replay states of their max Q-value (float32, as the policy acts).
+
+    :param every: agent steps between records
+    :param n_states: states in the fixed set, taken from the replay when it first holds that many
+    """
+
+    def __init__(self, every: int = 5_000, n_states: int = 512):
+        super().__init__()
+        self.every, self.n_states = every, n_states
+        self.states = None
+        self.losses: list[float] = []
+        self.records: list[dict[str, float]] = []
+        self._next = every
+
+    def _on_step(self) -> bool:
+        import torch as th
+
+        loss = self.model.logger.name_to_value.get("train/loss")
+        if loss is not None and self.model._n_updates:
+            self.losses.append(float(loss))
+        replay = self.model.replay_buffer
+        if self.states is None and replay.size() * replay.n_envs >= self.n_states:
+            slots = th.arange(self.n_states) // replay.n_envs
+            envs = th.arange(self.n_states) % replay.n_envs
+            self.states = replay.samples_at(slots.numpy(), envs.numpy()).observations.clone()
+        if self.num_timesteps >= self._next and self.states is not None:
+            self._next += self.every
+            with th.no_grad():
+                q = self.model.policy.q_net(self.states.to(self.model.device)).max(dim=1).values.mean()
+            mean_loss = sum(self.losses) / len(self.losses) if self.losses else float("nan")
+            self.records.append({"step": self.num_timesteps, "td_loss": mean_loss, "mean_max_q": float(q)})
+            self.losses = []
+        return True
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--seconds", type=float, required=True, help="wall-clock training budget (at most 600)")
+    parser.add_argument("--steps", type=int, help="agent steps to train (then --seconds may be up to a day)")
+    parser.add_argument("--precision", choices=["float32", "bf16"], default="float32")
+    parser.add_argument("--num-threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--n-envs", type=int, help="envs per vector step (default: the YAML's)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--episodes", type=int, default=10, help="full games played by the evaluation")
@@ -94,8 +140,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", type=Path, help="the learning result (default: <out-dir>/learning.json)")
     parser.add_argument("--plot", type=Path, help="the learning curve (default: <out-dir>/curve.png)")
     args = parser.parse_args(argv)
-    if not 0 < args.seconds <= 600:
-        parser.error("--seconds must be in (0, 600]")
+    if not 0 < args.seconds <= (86_400 if args.steps else 600):
+        parser.error("--seconds must be in (0, 600], or (0, 86400] with --steps")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     json_path = args.json or args.out_dir / "learning.json"
     plot_path = args.plot or args.out_dir / "curve.png"
@@ -115,16 +161,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stop_rules = yaml_callbacks({**hyperparams, "callback": stop_entries}, args.out_dir)
     watchers = [WatchedStopRule(rule) for rule in stop_rules]
 
+    if args.num_threads:
+        th.set_num_threads(args.num_threads)
     set_random_seed(args.seed)
-    model = build_fast(hyperparams, args.device, args.seed, monitor_file=str(args.out_dir / "0.monitor.csv"))
+    monitor_file = str(args.out_dir / "0.monitor.csv")
+    model = build_fast(hyperparams, args.device, args.seed, monitor_file=monitor_file, precision=args.precision)
+    probe = LossAndQProbe()
     print(
         f"fast configuration: {hyperparams['n_envs']} envs, {hyperparams['gradient_steps']} gradient steps of "
-        f"{hyperparams['batch_size']} per vector step, on {args.device}; {args.seconds:.0f} s of training"
+        f"{hyperparams['batch_size']} per vector step, on {args.device}, {args.precision}; "
+        + (f"{args.steps} agent steps" if args.steps else f"{args.seconds:.0f} s of training")
     )
     start = time.perf_counter()
     model.learn(
-        hyperparams["n_timesteps"],
-        callback=[*callbacks, *watchers, StopAfterSeconds(args.seconds)],
+        args.steps or hyperparams["n_timesteps"],
+        callback=[*callbacks, *watchers, probe, StopAfterSeconds(args.seconds)],
         log_interval=None,
     )
     if args.device.startswith("cuda"):
@@ -169,6 +220,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "final_epsilon": model.exploration_rate,
         "stop_rule_left_out": stop_rule,
         "seed": args.seed,
+        "precision": args.precision,
+        "torch_threads": th.get_num_threads(),
+        "probe": probe.records,
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2) + "\n")

@@ -23,6 +23,13 @@ copying of sampled frames). The update-bound ceiling: the best of a few timings 
 batch of 32 (forward of both networks, backward, clipping, Adam), timed before and after the configurations in
 the same run; no configuration can pass 4 agent steps per update time. The last line is ``speedup: X.XX`` (the
 fastest fast configuration's agent steps/s over vanilla's).
+
+The precision and layout axis (``--variants``): the fast configuration as it ran before channels-last
+(``contiguous``: float32, contiguous networks and batches), as it runs now in float32 (``channels-last``, where that
+is the device's fastest layout) and with ``--precision bf16`` (``bf16``: bf16 autocast, channels-last). The ceiling
+is measured for each variant, interleaved in one process (a round of each, repeated): the ceiling of a precision is
+its best layout's update, and each configuration's ``ceiling`` fraction is against its own precision's. The CPU
+model and the CPU features torch sees (AVX-512, AVX-512 BF16, AMX) are printed and saved with the figures.
 """
 
 from __future__ import annotations
@@ -53,6 +60,13 @@ START_STEP = 1_050_000
 AGENT_STEPS_PER_UPDATE = 4
 LOG_INTERVAL = 100  # episodes between SB3 log tables, as `breakout-sb3 train` prints them
 CATEGORIES = ("env_wait", "act", "store", "sample", "update", "callbacks", "other")  # as bench/breakdown.py
+# The fast configuration's precision and layout variants: (precision, memory layout of networks and batches)
+VARIANTS = {
+    "contiguous": ("float32", "contiguous"),
+    "channels-last": ("float32", "channels_last"),
+    "bf16": ("bf16", "channels_last"),
+}
+VANILLA_VARIANT = ("float32", "contiguous")  # SB3's DQN
 
 
 def recipe() -> dict[str, Any]:
@@ -76,7 +90,13 @@ def dqn_kwargs(hyperparams: dict[str, Any], device: str) -> dict[str, Any]:
 
 
 def build(
-    config: str, device: str, n_envs: int, log_dir: str, env_threads: int | None = None, overlap_env: bool = True
+    config: str,
+    device: str,
+    n_envs: int,
+    log_dir: str,
+    env_threads: int | None = None,
+    overlap_env: bool = True,
+    variant: str = "channels-last",
 ) -> Any:
     """:return: the configuration's model (its env attached), its env writing a Monitor file into ``log_dir``"""
     hyperparams = recipe()
@@ -108,7 +128,8 @@ def build(
         monitor_file=os.path.join(log_dir, "0.monitor.csv"),
     )
     storage = {"storage_device": device} if device == "cuda" else {}
-    return FastDQN(
+    precision, layout = VARIANTS[variant]
+    model = FastDQN(
         "CnnPolicy",
         env,
         train_freq=1,
@@ -116,8 +137,32 @@ def build(
         replay_buffer_class=FrameStackReplayBuffer,
         replay_buffer_kwargs=storage,
         overlap_env=overlap_env,
+        precision=precision,
         **kwargs,
     )
+    use_layout(model, layout)
+    return model
+
+
+def use_layout(model: Any, layout: str) -> None:
+    """Lay ``model``'s networks and update batches out as ``layout`` says, instead of the device's fastest layout."""
+    import torch as th
+
+    memory_format = {"contiguous": th.contiguous_format, "channels_last": th.channels_last}[layout]
+    model._memory_format = memory_format
+    model.policy.to(memory_format=memory_format)
+
+
+def cpu_model() -> str:
+    """:return: the CPU's model name (Linux's /proc/cpuinfo), else what the platform module says"""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def stub_networks(model: Any) -> None:
@@ -152,7 +197,10 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         th.set_num_threads(spec["threads"])
     device = spec["device"]
     with tempfile.TemporaryDirectory(prefix="bench_") as log_dir:
-        model = build(spec["config"], device, spec["n_envs"], log_dir, spec.get("env_threads"), spec["overlap_env"])
+        variant = spec.get("variant", "channels-last")
+        model = build(
+            spec["config"], device, spec["n_envs"], log_dir, spec.get("env_threads"), spec["overlap_env"], variant
+        )
         if spec.get("stub_networks"):
             stub_networks(model)
         clock = Clock()
@@ -174,8 +222,12 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         env = model.get_env()
         env_threads = getattr(getattr(env, "venv", None), "num_threads", None)
         env.close()
+    precision, layout = VANILLA_VARIANT if spec["config"] == "vanilla" else VARIANTS[variant]
     return dict(
         config=spec["config"],
+        variant="sb3" if spec["config"] == "vanilla" else variant,
+        precision=precision,
+        layout=layout,
         n_envs=spec["n_envs"],
         steps_per_s=steps / seconds,
         grad_steps_per_s=(model._n_updates - updates_before) / seconds,
@@ -194,7 +246,10 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_ceiling(spec: dict[str, Any]) -> dict[str, Any]:
-    """:return: timings of one update's arithmetic on a batch of 32 (in this process, the configs' threads)"""
+    """
+    :return: timings of one update's arithmetic on a batch of 32 (in this process, the configs' threads), for each
+        of ``spec["variants"]`` (default: the fast configuration's own), interleaved: a round of each, repeated
+    """
     import torch as th
     from breakdown import time_update
 
@@ -204,10 +259,19 @@ def measure_ceiling(spec: dict[str, Any]) -> dict[str, Any]:
         th.set_num_threads(spec["threads"])
     env = AleVecEnv(n_envs=1, seed=0)
     kwargs = dqn_kwargs(recipe(), spec["device"])
-    model = FastDQN("CnnPolicy", env, **{**kwargs, "buffer_size": 1_000})
-    timings = time_update(model, batch_size=kwargs["batch_size"], repeats=spec["repeats"])
+    models = {}
+    for variant in spec.get("variants", ["channels-last"]):
+        precision, layout = VARIANTS[variant]
+        models[variant] = FastDQN("CnnPolicy", env, precision=precision, **{**kwargs, "buffer_size": 1_000})
+        use_layout(models[variant], layout)
+    timings: dict[str, list[float]] = {variant: [] for variant in models}
+    for round_ in range(spec["repeats"]):
+        for variant, model in models.items():
+            timings[variant] += time_update(model, batch_size=kwargs["batch_size"], repeats=1, warmup=3 * (not round_))
     env.close()
-    return {"update_ms": [t * 1e3 for t in timings], "threads": th.get_num_threads()}
+    by_variant = {variant: [t * 1e3 for t in times] for variant, times in timings.items()}
+    first = next(iter(by_variant.values()))
+    return {"update_ms": first, "by_variant_ms": by_variant, "threads": th.get_num_threads()}
 
 
 def _child(target: str, spec: dict[str, Any], queue: mp.Queue) -> None:
@@ -254,6 +318,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--vanilla-warmup", type=int, help="warm-up agent steps of vanilla (default: --warmup)")
     parser.add_argument("--n-envs", type=int, nargs="+", default=[16], help="envs of the fast configurations")
     parser.add_argument("--configs", nargs="+", choices=["vanilla", "fast"], default=["vanilla", "fast"])
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=["channels-last"],
+        help="precision and layout variants of the fast configuration (default: channels-last, as it trains); "
+        "all three side by side: --variants contiguous channels-last bf16",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--env-threads", type=int, help="ale-py threads of the fast configurations (default: its)")
     parser.add_argument(
@@ -278,20 +350,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import stable_baselines3
     import torch
 
+    from breakout_sb3.precision import bf16_missing, cpu_features
+
     device = device_name(args.device)
+    features = cpu_features()
     print(f"torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}, ale-py {ale_py.__version__}")
-    print(f"device: {device}, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), load {load()}")
+    print(f"device: {device}, {os.cpu_count()} CPUs ({cpu_model()}), load {load()}")
+    print(
+        "CPU features torch sees: " + ", ".join(f"{name} {'yes' if seen else 'no'}" for name, seen in features.items())
+    )
+    variants = list(dict.fromkeys(args.variants))
+    missing = bf16_missing(args.device)
+    if "bf16" in variants and missing is not None:
+        print(f"bf16 left out: {missing} (breakout-sb3 refuses --precision bf16 here)")
+        variants.remove("bf16")
     print(f"warm-up {warmup} agent steps, then {steps} timed agent steps each; epsilon schedule from {START_STEP}")
 
+    ceiling_variants = list(dict.fromkeys([*variants, *(v for v in VARIANTS if v != "bf16" or missing is None)]))
     ceiling_spec = {"device": args.device, "threads": args.threads, "repeats": args.ceiling_repeats}
+    ceiling_spec["variants"] = ceiling_variants
     ceilings = [in_process("measure_ceiling", ceiling_spec)]
     if args.stub_networks:
         args.configs = ["fast"]  # SB3's train() samples and updates in one: nothing to stub it by
-    specs = [("vanilla", 1)] if "vanilla" in args.configs else []
-    specs += [("fast", n) for n in args.n_envs] if "fast" in args.configs else []
+    specs = [("vanilla", 1, "sb3")] if "vanilla" in args.configs else []
+    specs += [("fast", n, v) for n in args.n_envs for v in variants] if "fast" in args.configs else []
     results = []
-    for config, n_envs in specs:
+    for config, n_envs, variant in specs:
         spec = {"config": config, "device": args.device, "n_envs": n_envs, "warmup": warmup, "steps": steps}
+        spec["variant"] = variant
         if config == "vanilla":
             spec.update(warmup=args.vanilla_warmup or warmup, steps=args.vanilla_steps or steps)
         spec.update(threads=args.threads, env_threads=args.env_threads, overlap_env=not args.no_overlap)
@@ -300,23 +386,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = in_process("run_config", spec)
         result["load"] = [load_before, load()]
         results.append(result)
-        print(f"  {config} x{n_envs}: {result['steps_per_s']:.1f} agent steps/s, load {result['load']}")
+        print(f"  {config} x{n_envs} {variant}: {result['steps_per_s']:.1f} agent steps/s, load {result['load']}")
     ceilings.append(in_process("measure_ceiling", ceiling_spec))
 
-    timings = sorted(t for c in ceilings for t in c["update_ms"])
-    update_ms = timings[0]
-    ceiling = {
-        "update_ms_best": update_ms,
-        "update_ms_median": timings[len(timings) // 2],
-        "steps_per_s": AGENT_STEPS_PER_UPDATE * 1e3 / update_ms,
-        "timings_ms": [c["update_ms"] for c in ceilings],
-        "threads": ceilings[0]["threads"],
+    by_variant = {v: sorted(t for c in ceilings for t in c["by_variant_ms"][v]) for v in ceiling_variants}
+    variant_rows = {
+        v: {"precision": VARIANTS[v][0], "layout": VARIANTS[v][1], "best_ms": t[0], "median_ms": t[len(t) // 2]}
+        for v, t in by_variant.items()
     }
+    # The ceiling of each precision: its best layout's update (best and median of that layout's timings)
+    precisions: dict[str, dict[str, Any]] = {}
+    for row in variant_rows.values():
+        best = precisions.get(row["precision"])
+        if best is None or row["best_ms"] < best["update_ms_best"]:
+            precisions[row["precision"]] = {
+                "layout": row["layout"],
+                "update_ms_best": row["best_ms"],
+                "update_ms_median": row["median_ms"],
+                "steps_per_s": AGENT_STEPS_PER_UPDATE * 1e3 / row["best_ms"],
+            }
+    float32 = precisions["float32"]
+    ceiling = {
+        **float32,  # the update-bound ceiling: float32's, in its best layout
+        "timings_ms": [c["by_variant_ms"] for c in ceilings],
+        "threads": ceilings[0]["threads"],
+        "by_variant": variant_rows,
+    }
+    ceiling["by_precision"] = precisions
     for result in results:
-        result["fraction_of_ceiling"] = result["steps_per_s"] / ceiling["steps_per_s"]
+        own = precisions.get(result["precision"], ceiling)
+        result["fraction_of_ceiling"] = result["steps_per_s"] / own["steps_per_s"]
         # Against the median update: what the machine gave most of the time (a noisy machine's best is an outlier)
         result["fraction_of_median_ceiling"] = (
-            result["steps_per_s"] * ceiling["update_ms_median"] / (AGENT_STEPS_PER_UPDATE * 1e3)
+            result["steps_per_s"] * own["update_ms_median"] / (AGENT_STEPS_PER_UPDATE * 1e3)
         )
 
     print_table(results, ceiling)
@@ -331,7 +433,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "configs": results,
         "speedup": speedup,
         "ceiling": ceiling,
-        "host": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "host": {"cpus": os.cpu_count(), "processor": cpu_model(), "cpu_features": features},
         "versions": {"torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__},
     }
     if args.json is not None:
@@ -349,15 +451,34 @@ def load() -> list[float]:
 
 def print_table(results: list[dict[str, Any]], ceiling: dict[str, Any]) -> None:
     print(
-        f"update-bound ceiling: one update {ceiling['update_ms_best']:.1f} ms at best "
+        f"update-bound ceiling (float32, {ceiling.get('layout', 'contiguous')}): one update "
+        f"{ceiling['update_ms_best']:.1f} ms at best "
         f"(median {ceiling['update_ms_median']:.1f} ms, {ceiling['threads']} torch threads): "
         f"{ceiling['steps_per_s']:.1f} agent steps/s"
     )
-    header = f"{'config':8} {'envs':>4} {'steps/s':>8} {'grad/s':>7} {'ceiling':>7} {'median':>6} {'B/trans':>7}"
+    by_precision, by_variant = ceiling.get("by_precision", {}), ceiling.get("by_variant", {})
+    for precision, row in by_precision.items():
+        print(
+            f"ceiling {precision}: its best layout, {row['layout']}: {row['update_ms_best']:.1f} ms per update "
+            f"(median {row['update_ms_median']:.1f}): {row['steps_per_s']:.1f} agent steps/s"
+        )
+    if by_variant:
+        base = by_variant.get("contiguous", next(iter(by_variant.values())))["best_ms"]
+        print(
+            f"{'update of':14} {'precision':9} {'layout':13} {'best ms':>7} {'median':>6} {'speed vs contiguous':>19}"
+        )
+        for variant, row in by_variant.items():
+            print(
+                f"{variant:14} {row['precision']:9} {row['layout']:13} {row['best_ms']:>7.1f} "
+                f"{row['median_ms']:>6.1f} {base / row['best_ms']:>18.2f}x"
+            )
+    header = f"{'config':8} {'variant':13} {'envs':>4} {'steps/s':>8} {'grad/s':>7} {'ceiling':>7} {'median':>6}"
+    header += f" {'B/trans':>7}"
     print(header + f" {'RSS MB':>6}")
     for r in results:
         print(
-            f"{r['config']:8} {r['n_envs']:>4} {r['steps_per_s']:>8.1f} {r['grad_steps_per_s']:>7.1f} "
+            f"{r['config']:8} {r.get('variant', ''):13} {r['n_envs']:>4} {r['steps_per_s']:>8.1f} "
+            f"{r['grad_steps_per_s']:>7.1f} "
             f"{r['fraction_of_ceiling']:>7.0%} {r['fraction_of_median_ceiling']:>6.0%} "
             f"{r['replay_bytes_per_transition']:>7.0f} {r['peak_rss_mb']:>6.0f}"
         )
@@ -376,7 +497,8 @@ def print_table(results: list[dict[str, Any]], ceiling: dict[str, Any]) -> None:
             outside = r[f"python_outside_graph_{prefix}us_per_step"]
             overhead = r[f"clock_overhead_{prefix}us_per_step"]
             print(
-                f"  {r['config']} x{r['n_envs']} {clock:4}: python {python:.1f}, outside a graph {outside:.1f} "
+                f"  {r['config']} {r.get('variant', '')} x{r['n_envs']} {clock:4}: python {python:.1f}, "
+                f"outside a graph {outside:.1f} "
                 f"(timing added {overhead:.1f}); " + ", ".join(cells)
             )
 

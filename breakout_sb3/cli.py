@@ -12,12 +12,16 @@ from typing import Any, NoReturn
 
 from breakout_sb3 import ENV_ID, __version__
 from breakout_sb3.errors import BreakoutSB3Error, first_line
+from breakout_sb3.precision import FLOAT32, PRECISIONS
 
 TRAIN_HELP = """\
-breakout-sb3 train [--fast] [--checkpoint-without-replay] [--keep-checkpoints K] [--no-progress] [rl-zoo3 flags]
+breakout-sb3 train [--fast] [--precision P] [--checkpoint-without-replay] [--keep-checkpoints K] [--no-progress]
+                   [rl-zoo3 flags]
 
   --fast                       the fast configuration: FastDQN on ale-py's vector env, the YAML's
                                <env>-fast entry (or atari-fast): the recipe, run fast
+  --precision {float32,bf16}   the update's arithmetic (default float32); bf16: mixed precision, the networks under
+                               bf16 autocast, on CPUs with AVX-512 BF16 or AMX and GPUs with bf16 (docs/fast.md)
   --checkpoint-without-replay  checkpoints hold the model and callback state only (resume then refills the replay)
   --keep-checkpoints K         keep the K newest checkpoints (default: the YAML's keep_last, 2 in the recipe)
   --no-progress                no progress bar (shown by default: steps/s and ETA)
@@ -79,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train with rl-zoo3 and hyperparams/dqn.yml; every rl-zoo3 train flag works (train -h lists them)",
     )
     train.add_argument("--fast", action="store_true")
+    train.add_argument("--precision", choices=PRECISIONS, default=FLOAT32)
     train.add_argument("--checkpoint-without-replay", action="store_true")
     train.add_argument("--keep-checkpoints", type=int, metavar="K")
     train.add_argument("--no-progress", action="store_true")
@@ -198,7 +203,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
             tune([arg for arg in rest if arg not in OPTIMIZE_FLAGS], fast=args.fast)
             return 0
         options = CheckpointOptions(replay_buffer=not args.checkpoint_without_replay, keep_last=args.keep_checkpoints)
-        train(rest, options, fast=args.fast, progress=not args.no_progress)
+        train(rest, options, fast=args.fast, progress=not args.no_progress, precision=args.precision)
     elif args.command == "resume":
         from breakout_sb3.resume import resume
 

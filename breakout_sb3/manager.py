@@ -27,6 +27,7 @@ from breakout_sb3.env import STICKY_ACTIONS, atari_env_kwargs
 from breakout_sb3.errors import BreakoutSB3Error, first_line, os_error_line
 from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from breakout_sb3.monitor_clock import continue_monitor_clocks
+from breakout_sb3.precision import FLOAT32, MIXED_ALGO, MixedPrecisionDQN
 from breakout_sb3.refill import ReplayRefillCallback, refill_target
 from breakout_sb3.run_lock import RunLock
 from breakout_sb3.run_spec import RunSpec
@@ -63,6 +64,11 @@ def register_fast_dqn() -> None:
     ALGOS.setdefault(FAST_ALGO, FastDQN)
 
 
+def register_mixed_precision_dqn() -> None:
+    """Add plain DQN with a ``precision`` to rl-zoo3's algorithm table as ``dqn_mixed`` (``train --precision bf16``)."""
+    ALGOS.setdefault(MIXED_ALGO, MixedPrecisionDQN)
+
+
 @dataclass
 class ResumePlan:
     checkpoint: Checkpoint
@@ -85,7 +91,9 @@ class BreakoutExperimentManager(ExperimentManager):
     - with ``run_lock``, a new run claims its folder (the next free id, even against another ``train`` starting at
       the same instant) and holds its lock while it trains; a resumed run's lock is taken by ``resume``;
     - ``config_entry`` reads another entry of the YAML than the env id (the fast configuration's), whose
-      ``vec_env: ale`` trains on ale-py's vector env and whose ``replay_buffer_class`` may be an import path.
+      ``vec_env: ale`` trains on ale-py's vector env and whose ``replay_buffer_class`` may be an import path;
+    - ``precision`` is the update's arithmetic of FastDQN and ``dqn_mixed`` models (given to the model, also one
+      continued with ``-i``), written into the run's config.yml and resume.json.
     """
 
     def __init__(
@@ -96,10 +104,12 @@ class BreakoutExperimentManager(ExperimentManager):
         resume: ResumePlan | None = None,
         config_entry: str | None = None,
         run_lock: RunLock | None = None,
+        precision: str = FLOAT32,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.run_lock = run_lock
+        self.precision = precision
         self.train_argv = train_argv
         self.checkpoint_options = checkpoint_options
         self.resume = resume
@@ -154,6 +164,8 @@ class BreakoutExperimentManager(ExperimentManager):
             replay_kwargs = dict(hyperparams.get("replay_buffer_kwargs") or {})
             replay_kwargs.setdefault("storage_device", str(device))
             hyperparams["replay_buffer_kwargs"] = replay_kwargs
+        if self.algo in (FAST_ALGO, MIXED_ALGO):
+            hyperparams["precision"] = self.precision  # the zip's own (a model continued with -i) is overridden
         result = super()._preprocess_hyperparams(hyperparams)
         if self.resume is not None:
             self.monitor_kwargs = {**self.monitor_kwargs, "override_existing": False}  # append to 0.monitor.csv
@@ -230,6 +242,8 @@ class BreakoutExperimentManager(ExperimentManager):
         """
         if self.resume is not None:
             return  # the run's config, args and resume.json stay those of the run
+        if self.precision != FLOAT32:
+            saved_hyperparams = OrderedDict(sorted({**saved_hyperparams, "precision": self.precision}.items()))
         final = Path(self.params_path)
         staging = final.with_name(f".{final.name}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
@@ -250,9 +264,8 @@ class BreakoutExperimentManager(ExperimentManager):
             shutil.rmtree(staging, ignore_errors=True)
         snapshot = final / "hyperparams.yml" if self.config.endswith((".yml", ".yaml")) else None
         options = dataclasses.asdict(self.checkpoint_options)
-        RunSpec.of_new_run(self.train_argv, self.save_path, snapshot, self.config_entry, options).write(
-            Path(self.save_path)
-        )
+        spec = RunSpec.of_new_run(self.train_argv, self.save_path, snapshot, self.config_entry, options, self.precision)
+        spec.write(Path(self.save_path))
 
     def setup_experiment(self) -> tuple[BaseAlgorithm, dict[str, Any]] | None:
         new_folder = not Path(self.save_path).exists()

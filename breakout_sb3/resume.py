@@ -69,7 +69,7 @@ def resume(
         argv = with_progress([*argv, "-i", str(checkpoint.model_path), "-n", str(n_timesteps)], progress)
         options = CheckpointOptions(**spec.checkpoint_options)
         plan = ResumePlan(checkpoint, run_dir, refill_steps, replay_buffer=point.replay)
-        run_zoo_train(argv, options, plan, spec.config_entry, lock=lock)
+        run_zoo_train(argv, options, plan, spec.config_entry, lock=lock, precision=spec.precision)
 
 
 def roll_back_monitor_files(checkpoint: Checkpoint, log_dir: str | Path, verbose: int = 1) -> None:

@@ -33,12 +33,14 @@ class RunSpec:
         was configured another way, given in ``argv``)
     :param config_entry: the YAML entry the run trains, where it is not the env id's (the fast configuration's)
     :param checkpoint_options: breakout-sb3's own checkpoint flags (``CheckpointOptions``)
+    :param precision: ``--precision`` (``float32`` for a run started before the flag existed)
     """
 
     argv: list[str]
     conf_file: str | None = None
     config_entry: str | None = None
     checkpoint_options: dict[str, Any] = field(default_factory=dict)
+    precision: str = "float32"
 
     @classmethod
     def of_new_run(
@@ -48,6 +50,7 @@ class RunSpec:
         conf_copy: str | Path | None,
         config_entry: str | None,
         checkpoint_options: dict[str, Any],
+        precision: str = "float32",
     ) -> RunSpec:
         """
         :param argv: the rl-zoo3 train flags of the run, as given
@@ -56,7 +59,7 @@ class RunSpec:
         """
         conf_file = Path(conf_copy).relative_to(run_dir).as_posix() if conf_copy is not None else None
         kept = _without(argv, _PLACE_FLAGS if conf_file is not None else _PLACE_FLAGS - {"-conf", "--conf-file"})
-        return cls(_absolute_tensorboard(kept), conf_file, config_entry, checkpoint_options)
+        return cls(_absolute_tensorboard(kept), conf_file, config_entry, checkpoint_options, precision)
 
     def train_argv(self, run_dir: Path, notes: list[str] | None = None) -> list[str]:
         """
@@ -92,9 +95,8 @@ class RunSpec:
             saved = json.loads((run_dir / RESUME_FILE).read_text())
             version = saved["format"]
             if version == RESUME_FORMAT:
-                spec = cls(
-                    list(saved["argv"]), saved["conf_file"], saved["config_entry"], dict(saved["checkpoint_options"])
-                )
+                argv, options = list(saved["argv"]), dict(saved["checkpoint_options"])
+                spec = cls(argv, saved["conf_file"], saved["config_entry"], options, saved.get("precision", "float32"))
                 return spec, version, []
         except FileNotFoundError:
             raise BreakoutSB3Error(f"{run_dir}: no {RESUME_FILE} (not started by breakout-sb3 train)") from None

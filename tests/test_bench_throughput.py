@@ -87,6 +87,24 @@ def test_ceiling_times_one_update_of_the_recipe():
     assert result["threads"] == 1
 
 
+def test_ceiling_times_each_precision_and_layout_interleaved():
+    from breakout_sb3.precision import bf16_missing
+
+    variants = ["contiguous", "channels-last"] + (["bf16"] if bf16_missing("cpu") is None else [])
+    result = throughput.measure_ceiling({"device": "cpu", "threads": 1, "repeats": 2, "variants": variants})
+    assert list(result["by_variant_ms"]) == variants
+    assert all(len(ms) == 2 and all(0 < t < 10_000 for t in ms) for ms in result["by_variant_ms"].values())
+
+
+def test_a_variant_runs_in_its_precision_and_layout(tmp_path):
+    import torch as th
+
+    model = throughput.build("fast", "cpu", 4, str(tmp_path), variant="contiguous")
+    assert model.precision == "float32" and model._memory_format == th.contiguous_format
+    assert model.q_net.features_extractor.cnn[0].weight.is_contiguous()
+    model.get_env().close()
+
+
 def test_stubbed_networks_leave_the_python_work():
     spec = {"config": "fast", "device": "cpu", "n_envs": 8, "warmup": 64, "steps": 256, "threads": 1}
     spec.update(overlap_env=True, stub_networks=True)

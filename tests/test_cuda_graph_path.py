@@ -28,6 +28,7 @@ from breakout_sb3 import ENV_ID
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from breakout_sb3.fast.graph import CudaGraphs, CudaUpdateError, capture_refused, set_capturable
+from breakout_sb3.precision import BF16, FLOAT32, bf16_missing
 from callbacks.replay_io import attach_replay_buffer
 from tests.conftest import recipe_kwargs
 
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 aten = th.ops.aten
 HOST_SYNCS = (aten._local_scalar_dense, aten.nonzero, aten.is_nonzero)
 GRADIENT_STEPS, BATCH = 2, 32
+needs_bf16 = pytest.mark.skipif(bf16_missing("cpu") is not None, reason=f"no bf16 on this CPU: {bf16_missing('cpu')}")
 
 
 class NoHostSync(TorchDispatchMode):
@@ -208,13 +210,15 @@ def test_no_host_sync_catches_a_synchronisation():
             sync()
 
 
-@pytest.mark.parametrize("storage_device", [None, "cpu"])
-def test_the_captured_updates_never_wait_for_the_device(breakout, storage_device):
+@pytest.mark.parametrize(
+    ("storage_device", "precision"), [(None, FLOAT32), ("cpu", FLOAT32), pytest.param("cpu", BF16, marks=needs_bf16)]
+)
+def test_the_captured_updates_never_wait_for_the_device(breakout, storage_device, precision):
     """
     What a graph captures (a vector step's updates, and with the replay on the model's device their sampling) makes
-    no host synchronisation outside Adam's step: CUDA would refuse to capture it.
+    no host synchronisation outside Adam's step: CUDA would refuse to capture it. Nor in bf16.
     """
-    model = fast_model(breakout, storage_device)
+    model = fast_model(breakout, storage_device, precision=precision)
     model._set_training_mode(True)
     # sampled on the host and copied into the graph's inputs, or sampled in the graph
     data = None if storage_device else model.replay_buffer.sample_batches(GRADIENT_STEPS, BATCH)
@@ -223,15 +227,17 @@ def test_the_captured_updates_never_wait_for_the_device(breakout, storage_device
     assert loss_sum.shape == () and th.isfinite(loss_sum)
 
 
-def test_warm_up_and_capture_leave_exactly_one_update(breakout, capturable_on_cpu):
+@pytest.mark.parametrize("precision", [FLOAT32, pytest.param(BF16, marks=needs_bf16)])
+def test_warm_up_and_capture_leave_exactly_one_update(breakout, capturable_on_cpu, precision):
     """
     The warm-up updates and the capture leave the weights and Adam's state as they were: after the graph's first
     replay the model is where one eager update (with the same batches, Adam in the same mode) takes it, and so after
-    each later replay. The first update creates Adam's state (during the warm-up, zeroed after it).
+    each later replay. The first update creates Adam's state (during the warm-up, zeroed after it). In bf16 too: the
+    autocast forward passes are captured with the rest.
     """
     graphs = EagerGraphs()
-    model = fast_model(breakout, graphs=graphs)
-    eager = fast_model(breakout, steps=0)
+    model = fast_model(breakout, graphs=graphs, precision=precision)
+    eager = fast_model(breakout, steps=0, precision=precision)
     eager.policy.load_state_dict(model.policy.state_dict())
     eager.replay_buffer = model.replay_buffer
     assert not model.policy.optimizer.state

@@ -19,11 +19,17 @@ from tests.conftest import breakout_env, recipe_kwargs
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+# FastDQN's networks and batches are channels-last: the same float32 arithmetic in another summation order. Its
+# rounding differences (about 2e-9 on the gradients, tests/test_precision.py) leave the weights within 7.5e-9 of
+# SB3's after these updates (measured); 1e-7 allows for other CPUs' kernels and still fails on any real change
+WEIGHT_ATOL = 1e-7
+
+
 def assert_same_weights(a, b):
     state_a, state_b = a.policy.state_dict(), b.policy.state_dict()
     assert state_a.keys() == state_b.keys()
     for name in state_a:
-        assert th.equal(state_a[name], state_b[name]), name
+        th.testing.assert_close(state_a[name], state_b[name], rtol=0, atol=WEIGHT_ATOL, msg=name)
 
 
 def test_one_update_is_sb3s_update_on_identical_inputs():
@@ -45,7 +51,9 @@ def test_one_update_is_sb3s_update_on_identical_inputs():
         fast._run_updates(gradient_steps=1, batch_size=32)
         assert_same_weights(vanilla, fast)
         fast.train(1, 32)
-        assert fast.logger.name_to_value["train/loss"] == vanilla.logger.name_to_value["train/loss"]
+        assert fast.logger.name_to_value["train/loss"] == pytest.approx(
+            vanilla.logger.name_to_value["train/loss"], rel=1e-6
+        )
     env.close()
 
 

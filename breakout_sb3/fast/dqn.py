@@ -28,6 +28,7 @@ from breakout_sb3.fast.graph import (
     tensor_addresses,
 )
 from breakout_sb3.fast.replay import FrameStackReplayBuffer
+from breakout_sb3.precision import FLOAT32, check_precision, conv_memory_format, in_layout, q_values
 
 
 class FastDQN(DQN):
@@ -57,6 +58,14 @@ class FastDQN(DQN):
       reads is replaced (``_graph_inputs``). A capture that CUDA or torch refuses turns graphs off for this process
       (a warning; the updates run as without graphs); running out of GPU memory or a CUDA error during the
       capture stops training with a one-line ``CudaUpdateError``.
+    - **Channels-last.** The networks (their weights, gradients and Adam's state) and the batches of an update are
+      laid out channels-last where convolutions run fastest so (``conv_memory_format``: on CPUs and CUDA GPUs),
+      chosen once when the model is set up. The same float32 arithmetic in another summation order: the Q-values,
+      loss and gradients agree with SB3's to float32 rounding. A saved zip holds the same weights (``DQN.load``
+      copies them into its own layout).
+    - **Mixed precision on request** (``precision="bf16"``): the networks' forward passes of the update run under
+      bf16 autocast, the weights, Adam, the TD target, the loss and the clipping in float32
+      (``breakout_sb3.precision``); inside the CUDA graph too. Acting and the saved zip stay float32.
     - **Per-env exploration.** SB3's ``DQN.predict`` draws one random number per call, so with many envs they all
       explore or all exploit together; here each env draws its own, as each would alone.
     - **Python work per event, not per step.** The vector step's transitions go to a ``FrameStackReplayBuffer``
@@ -71,6 +80,8 @@ class FastDQN(DQN):
     :param cuda_graph: capture the updates in a CUDA graph when the model is on a CUDA device
     :param overlap_env: launch the updates due after a vector step while the envs compute it (pipelined, see above);
         False: after it, as SB3 does (on a small CPU, where the env threads and the update compete for the cores)
+    :param precision: the update's arithmetic: ``"float32"`` or ``"bf16"`` (mixed precision, see above); refused
+        on a device without native bf16
     :param kwargs: ``DQN``'s parameters
     """
 
@@ -86,13 +97,18 @@ class FastDQN(DQN):
         "_loss_count",
         "_mode_modules_of",
         "_mode_modules_list",
+        "_memory_format",
     )
     # The CUDA calls of the captured update (a CPU test stands in for them)
     _graphs: CudaGraphs = CudaGraphs()
 
-    def __init__(self, *args: Any, cuda_graph: bool = True, overlap_env: bool = True, **kwargs: Any):
+    def __init__(
+        self, *args: Any, cuda_graph: bool = True, overlap_env: bool = True, precision: str = FLOAT32, **kwargs: Any
+    ):
         self.cuda_graph = cuda_graph
         self.overlap_env = overlap_env
+        self.precision = precision
+        self._memory_format = th.contiguous_format
         self._graph: Any = None
         self._static: dict[str, th.Tensor] = {}
         self._graph_key: tuple | None = None
@@ -113,6 +129,9 @@ class FastDQN(DQN):
             raise ValueError(f"FastDQN needs gradient_steps >= 1, got {self.gradient_steps}")
         if self.train_freq.unit != TrainFrequencyUnit.STEP:
             raise ValueError("FastDQN needs train_freq in steps")
+        check_precision(self.precision, self.device, where="precision")
+        self._memory_format = conv_memory_format(self.device)
+        self.policy.to(memory_format=self._memory_format)  # the same Parameter objects, which Adam holds
         self._release_graph()
 
     def _excluded_save_params(self) -> list[str]:
@@ -370,11 +389,17 @@ class FastDQN(DQN):
         rewards: th.Tensor,
         dones: th.Tensor,
     ) -> th.Tensor:
-        """One gradient step, as SB3's ``DQN.train`` computes it for one batch. :return: the loss (on the device)"""
+        """
+        One gradient step, as SB3's ``DQN.train`` computes it for one batch, the batch in the networks' layout and
+        their forward passes in ``precision``. :return: the loss (on the device)
+        """
+        observations = in_layout(observations, self._memory_format)
+        next_observations = in_layout(next_observations, self._memory_format)
         with th.no_grad():
-            next_q_values = self.q_net_target(next_observations).max(dim=1).values.reshape(-1, 1)
+            next_q_values = q_values(self.q_net_target, next_observations, self.precision)
+            next_q_values = next_q_values.max(dim=1).values.reshape(-1, 1)
             target_q_values = rewards + (1 - dones) * self.gamma * next_q_values
-        current_q_values = th.gather(self.q_net(observations), dim=1, index=actions.long())
+        current_q_values = th.gather(q_values(self.q_net, observations, self.precision), dim=1, index=actions.long())
         loss = F.smooth_l1_loss(current_q_values, target_q_values)
         self.policy.optimizer.zero_grad(set_to_none=False)
         loss.backward()
@@ -446,7 +471,7 @@ class FastDQN(DQN):
             for group in optimizer.param_groups
         )
         replay = self.replay_buffer.sampling_key() if in_graph else ()
-        constants = (gradient_steps, batch_size, in_graph, self.gamma, self.max_grad_norm)
+        constants = (gradient_steps, batch_size, in_graph, self.gamma, self.max_grad_norm, self.precision)
         return (*constants, hyperparams, tensor_addresses(tensors), replay)
 
     def _capture(
