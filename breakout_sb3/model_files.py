@@ -18,6 +18,7 @@ from callbacks.checkpoint import (
     Checkpoint,
     find_checkpoints,
     latest_checkpoint,
+    zip_problem,
 )
 
 
@@ -73,16 +74,6 @@ def _model_of_run(run_dir: Path, name: str) -> Path:
         return best
     found = any(p.is_file() for p in run_dir.glob("*.zip")) or bool(find_checkpoints(run_dir))
     raise BreakoutSB3Error(f"no {'intact ' if found else ''}model zip in {run_dir}")
-
-
-def zip_problem(path: Path) -> str | None:
-    """:return: what is wrong with the zip at ``path`` (torn, corrupt, not a zip), None if its every CRC checks"""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        return f"not a whole zip, torn or of another kind ({first_line(e)})"
-    return None if bad is None else f"corrupt ({bad} fails its CRC)"
 
 
 def _note(text: str) -> None:

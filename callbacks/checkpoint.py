@@ -193,7 +193,9 @@ def _check_content(folder: Path, name: str, sha256: str | None) -> None:
         if file_sha256(folder / name) != sha256:
             raise BrokenCheckpointError(folder, f"{name} is corrupt (its SHA-256 is not the one written)")
     elif name == MODEL_FILE:
-        _check_zip(folder / name)
+        problem = zip_problem(folder / name)
+        if problem is not None:
+            raise BrokenCheckpointError(folder, f"{name} is {problem}")
     elif name == REPLAY_FILE:
         try:
             check_replay_file_header(folder / name)  # its checksum is checked when it is loaded
@@ -201,14 +203,15 @@ def _check_content(folder: Path, name: str, sha256: str | None) -> None:
             raise BrokenCheckpointError(folder, f"{name}: {str(e).removeprefix(f'{folder / name}: ')}") from None
 
 
-def _check_zip(path: Path) -> None:
+def zip_problem(path: Path) -> str | None:
+    """:return: what is wrong with the zip at ``path`` (torn, corrupt, not a zip), None if its every CRC checks"""
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise BrokenCheckpointError(path.parent, f"{path.name} is corrupt ({e})") from None
-    if bad is not None:
-        raise BrokenCheckpointError(path.parent, f"{path.name} is corrupt ({bad} fails its CRC)")
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"not a whole zip, torn or of another kind ({detail})"
+    return None if bad is None else f"corrupt ({bad} fails its CRC)"
 
 
 def episodes_text(episodes: int, episode_stats: str) -> str:
