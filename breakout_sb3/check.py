@@ -21,8 +21,8 @@ from callbacks.checkpoint import (
 )
 from callbacks.csv_stats import CSV_HEADER
 
-# Exit statuses, as fsck tools give them
-RESUMABLE, NOT_RESUMABLE, NOT_A_RUN = 0, 1, 2
+# Exit statuses, as fsck tools give them (2, not a run folder, is the one-line error's)
+RESUMABLE, NOT_RESUMABLE = 0, 1
 
 
 @dataclass

@@ -211,14 +211,14 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         ranges.check_flags(flags, ranges.RESUME_FLAGS, "resume")
         resume(args.run, n_timesteps=args.n_timesteps, refill_steps=args.refill_steps, progress=not args.no_progress)
     elif args.command == "check":
-        from breakout_sb3.check import check_run
+        from breakout_sb3.check import NOT_RESUMABLE, RESUMABLE, check_run
 
         report = check_run(args.run)
         if args.json:
             print(json.dumps({**dataclasses.asdict(report), "resumable": report.resumable}, indent=2))
         else:
             print("\n".join(report.lines()))
-        return 0 if report.resumable else 1
+        return RESUMABLE if report.resumable else NOT_RESUMABLE
     elif args.command == "evaluate":
         from breakout_sb3.evaluate import evaluate
 
