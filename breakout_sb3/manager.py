@@ -1,4 +1,7 @@
-"""rl-zoo3's ExperimentManager, changed where breakout-sb3 promises more."""
+"""
+The training manager: the recipe's ExperimentManager (``breakout_sb3.recipe_manager``) with a run folder of its
+own, its lock, its checkpoints and callbacks, and ``resume``.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +10,25 @@ import dataclasses
 import os
 import shutil
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-from huggingface_sb3 import EnvironmentName
-from rl_zoo3.exp_manager import ExperimentManager
-from rl_zoo3.utils import ALGOS, get_class_by_name, get_latest_run_id
+from rl_zoo3.utils import get_latest_run_id
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from breakout_sb3.config import atari_wrapper_kwargs
-from breakout_sb3.devices import check_device
-from breakout_sb3.env import STICKY_ACTIONS, atari_env_kwargs
 from breakout_sb3.errors import BreakoutSB3Error, first_line, os_error_line
-from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from breakout_sb3.monitor_clock import continue_monitor_clocks
-from breakout_sb3.precision import FLOAT32, MIXED_ALGO, MixedPrecisionDQN
+from breakout_sb3.precision import FLOAT32
+from breakout_sb3.recipe_manager import RecipeExperimentManager, sb3_logger_folder
 from breakout_sb3.refill import ReplayRefillCallback, refill_target
 from breakout_sb3.run_lock import RunLock
 from breakout_sb3.run_spec import RunSpec
 from breakout_sb3.shell import command_line
 from breakout_sb3.signals import checkpoint_on_signals
-from breakout_sb3.zoo_args import FAST_ALGO
 from callbacks.atomic import atomic_path, atomic_save_model, fsync_dir, fsync_file
 from callbacks.checkpoint import (
     REPLAY_FILE,
@@ -50,37 +45,41 @@ from callbacks.run_folder import RunFolderCallback
 
 @dataclass
 class CheckpointOptions:
-    """breakout-sb3's own train flags, applied to the run's EpisodeCheckpointCallback."""
+    """
+    What ``train --checkpoint-without-replay`` and ``--keep-checkpoints`` ask of the run's checkpoints (saved in its
+    resume.json, so that ``resume`` keeps them).
+
+    :param replay_buffer: whether checkpoints hold the replay buffer (``save_replay_buffer`` of the YAML's
+        :class:`EpisodeCheckpointCallback`, which can only turn it off)
+    :param keep_last: how many complete checkpoints are kept (None: as the YAML says)
+    """
 
     replay_buffer: bool = True
     keep_last: int | None = None  # None: as the YAML says
 
 
-def register_fast_dqn() -> None:
-    """
-    Add FastDQN to rl-zoo3's algorithm table as ``fast_dqn``: rl-zoo3 looks ``--algo`` up there (its choices),
-    and the fast configuration trains with it. Call it before rl-zoo3 parses its flags; calling it again does nothing.
-    """
-    ALGOS.setdefault(FAST_ALGO, FastDQN)
-
-
-def register_mixed_precision_dqn() -> None:
-    """Add plain DQN with a ``precision`` to rl-zoo3's algorithm table as ``dqn_mixed`` (``train --precision bf16``)."""
-    ALGOS.setdefault(MIXED_ALGO, MixedPrecisionDQN)
-
-
 @dataclass
 class ResumePlan:
+    """
+    Where ``resume`` continues a run: its folder, the checkpoint it starts from, and what it refills.
+
+    :param checkpoint: the checkpoint, verified
+    :param run_dir: the run folder
+    :param refill_steps: the transitions to collect before training resumes when the checkpoint has no replay
+    :param replay_buffer: the checkpoint's ``replay_buffer.zst``, already read (None: none, or a format-1 pickle
+        that rl-zoo3 loads itself)
+    """
+
     checkpoint: Checkpoint
     run_dir: Path
     refill_steps: int
-    # the checkpoint's replay_buffer.zst, already read (None: none, or a format-1 pickle that rl-zoo3 loads itself)
     replay_buffer: ReplayBuffer | None = None
 
 
-class BreakoutExperimentManager(ExperimentManager):
+class TrainingExperimentManager(RecipeExperimentManager):
     """
-    rl-zoo3's ``ExperimentManager``, changed where breakout-sb3 promises more:
+    The recipe's ExperimentManager for a run of ``train`` or ``resume``, changed where breakout-sb3 promises more
+    than rl-zoo3:
 
     - the run-folder callbacks of the YAML write into the run folder;
     - ``--save-freq`` writes complete checkpoints through the run's :class:`EpisodeCheckpointCallback` (one is added
@@ -90,10 +89,13 @@ class BreakoutExperimentManager(ExperimentManager):
     - ``resume`` continues a run in its own folder from a checkpoint, with the callbacks' state and RNG restored;
     - with ``run_lock``, a new run claims its folder (the next free id, even against another ``train`` starting at
       the same instant) and holds its lock while it trains; a resumed run's lock is taken by ``resume``;
-    - ``config_entry`` reads another entry of the YAML than the env id (the fast configuration's), whose
-      ``vec_env: ale`` trains on ale-py's vector env and whose ``replay_buffer_class`` may be an import path;
-    - ``precision`` is the update's arithmetic of FastDQN and ``dqn_mixed`` models (given to the model, also one
-      continued with ``-i``), written into the run's config.yml and resume.json.
+    - every file of the run folder is written whole or not at all, and ``precision`` is saved in its config.yml and
+      resume.json.
+
+    :param train_argv: the run's rl-zoo3 flags, saved in its resume.json
+    :param checkpoint_options: what the train flags ask of the run's checkpoints
+    :param resume: where ``resume`` continues the run (None: a new run)
+    :param run_lock: the run folder's lock: a new run takes it when it claims its folder (None: no lock)
     """
 
     def __init__(
@@ -102,70 +104,21 @@ class BreakoutExperimentManager(ExperimentManager):
         train_argv: list[str],
         checkpoint_options: CheckpointOptions,
         resume: ResumePlan | None = None,
-        config_entry: str | None = None,
         run_lock: RunLock | None = None,
-        precision: str = FLOAT32,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.run_lock = run_lock
-        self.precision = precision
         self.train_argv = train_argv
         self.checkpoint_options = checkpoint_options
         self.resume = resume
-        self.config_entry = config_entry
-        self.vec_env_kind = "sb3"
-        self._saved_env_wrapper: Any = None
+        self.monitor_append = resume is not None
         self._end_message = ""
         if resume is not None:
             self.save_path = str(resume.run_dir)
             self.params_path = f"{self.save_path}/{self.env_name}"
 
-    def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        if self.config_entry is None:
-            return self._with_explicit_env_kwargs(*super().read_hyperparameters())
-        env_name, self.env_name = self.env_name, EnvironmentName(self.config_entry)
-        try:
-            hyperparams, saved = super().read_hyperparameters()
-        finally:
-            self.env_name = env_name
-        return self._with_explicit_env_kwargs(hyperparams, saved)
-
-    def _with_explicit_env_kwargs(
-        self, hyperparams: dict[str, Any], saved: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """
-        :return: the hyperparameters, and those the run's config.yml saves, with the env's frame skip and sticky
-            actions explicit in their env_kwargs (:func:`atari_env_kwargs`); the evaluation env gets them too
-        """
-        env_id = self.env_name.gym_id
-        given = hyperparams.get("env_kwargs", self.env_kwargs)  # rl-zoo3: --env-kwargs replaced the YAML's
-        env_kwargs = atari_env_kwargs(env_id, {**hyperparams, "env_kwargs": given}, self.config)
-        hyperparams["env_kwargs"] = env_kwargs
-        if self._eval_env_kwargs_args is None:  # rl-zoo3 would build it without the YAML's env_kwargs
-            self.eval_env_kwargs = env_kwargs
-        else:
-            eval_hyperparams = {**hyperparams, "env_kwargs": self._eval_env_kwargs_args}
-            self.eval_env_kwargs = atari_env_kwargs(env_id, eval_hyperparams, "--eval-env-kwargs")
-        return hyperparams, OrderedDict(sorted({**saved, "env_kwargs": env_kwargs}.items()))
-
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):
-        self.vec_env_kind = hyperparams.pop("vec_env", "sb3")
-        self._saved_env_wrapper = hyperparams.get("env_wrapper")
-        buffer_class = hyperparams.get("replay_buffer_class")
-        if isinstance(buffer_class, str) and "." in buffer_class:
-            hyperparams["replay_buffer_class"] = get_class_by_name(buffer_class)
-        # SB3 prints the device of a model it builds at verbose >= 1 (tune builds its trials' at 2), not of one it loads
-        sb3_shows_device = self.verbose >= (2 if self.optimize_hyperparameters else 1) and not self.continue_training
-        device = check_device(self.device, announce=not sb3_shows_device)  # resume's saved --device too
-        if hyperparams.get("replay_buffer_class") is FrameStackReplayBuffer and device.type == "cuda":
-            # the replay on the model's GPU, named with its index (plain "cuda" is whichever GPU is current): sampling
-            # gathers there, without host copies, and can be captured with the updates
-            replay_kwargs = dict(hyperparams.get("replay_buffer_kwargs") or {})
-            replay_kwargs.setdefault("storage_device", str(device))
-            hyperparams["replay_buffer_kwargs"] = replay_kwargs
-        if self.algo in (FAST_ALGO, MIXED_ALGO):
-            hyperparams["precision"] = self.precision  # the zip's own (a model continued with -i) is overridden
         result = super()._preprocess_hyperparams(hyperparams)
         if self.resume is not None:
             self.monitor_kwargs = {**self.monitor_kwargs, "override_existing": False}  # append to 0.monitor.csv
@@ -191,27 +144,10 @@ class BreakoutExperimentManager(ExperimentManager):
         self.run_lock.acquire(self.save_path)
 
     def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
-        if self.vec_env_kind != "ale" or eval_env:
-            env = super().create_envs(n_envs, eval_env, no_log)
-            if self.resume is not None and not eval_env and not no_log:
-                continue_monitor_clocks(env)
-            return env
-        # AtariWrapper's no-ops and frame skip, and its frame limit counted in agent steps
-        wrapper = atari_wrapper_kwargs(self._saved_env_wrapper)
-        frame_skip = wrapper.get("frame_skip", 4)
-        max_frames = self.env_kwargs.get("max_episode_steps")
-        return AleVecEnv(
-            game=gym.spec(self.env_name.gym_id).kwargs["game"],
-            n_envs=n_envs,
-            seed=self.seed,
-            noop_max=wrapper.get("noop_max", 30),
-            frame_skip=frame_skip,
-            max_episode_steps=max_frames // frame_skip if max_frames else None,
-            repeat_action_probability=self.env_kwargs.get(STICKY_ACTIONS, 0.0),
-            env_id=self.env_name.gym_id,
-            monitor_file=None if no_log else str(Path(self.save_path) / "0.monitor.csv"),
-            monitor_append=self.resume is not None,
-        )
+        env = super().create_envs(n_envs, eval_env, no_log)
+        if self.resume is not None and self.vec_env_kind != "ale" and not eval_env and not no_log:
+            continue_monitor_clocks(env)  # SB3's Monitor files go on counting from the run's start
+        return env
 
     def create_callbacks(self) -> None:
         save_freq = self.save_freq  # in env steps, before rl-zoo3 divides it by n_envs
@@ -395,19 +331,3 @@ class BreakoutExperimentManager(ExperimentManager):
 
 def _quiet(_: Exception) -> None:
     """A broken checkpoint skipped without a word (the line that reports the failure names the intact one)."""
-
-
-@contextlib.contextmanager
-def sb3_logger_folder(folder: str) -> Iterator[None]:
-    """
-    Point SB3's logger at ``folder`` while training: without a TensorBoard folder, SB3's ``configure()`` creates an
-    empty ``<tempdir>/SB3-<date>`` folder for a logger that only prints. ``SB3_LOGDIR`` set by the user wins.
-    """
-    if "SB3_LOGDIR" in os.environ:
-        yield
-        return
-    os.environ["SB3_LOGDIR"] = folder
-    try:
-        yield
-    finally:
-        os.environ.pop("SB3_LOGDIR", None)

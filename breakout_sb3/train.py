@@ -7,17 +7,11 @@ import functools
 
 from breakout_sb3.devices import check_device, device_flag
 from breakout_sb3.errors import BreakoutSB3Error
-from breakout_sb3.manager import (
-    FAST_ALGO,
-    BreakoutExperimentManager,
-    CheckpointOptions,
-    ResumePlan,
-    register_fast_dqn,
-    register_mixed_precision_dqn,
-)
+from breakout_sb3.manager import CheckpointOptions, ResumePlan, TrainingExperimentManager
 from breakout_sb3.precision import FLOAT32, MIXED_ALGO, check_precision
+from breakout_sb3.recipe_manager import register_fast_dqn, register_mixed_precision_dqn
 from breakout_sb3.run_lock import RunLock
-from breakout_sb3.zoo_args import check_train_args, check_train_flags, default_train_args
+from breakout_sb3.zoo_args import FAST_ALGO, check_train_args, check_train_flags, default_train_args
 from breakout_sb3.zoo_train import zoo_train
 
 
@@ -40,7 +34,7 @@ def run_zoo_train(
     register_mixed_precision_dqn()  # and a resumed plain DQN run in bf16's
     lock = lock or RunLock()
     manager = functools.partial(
-        BreakoutExperimentManager,
+        TrainingExperimentManager,
         train_argv=argv,
         checkpoint_options=checkpoint_options,
         resume=resume,

@@ -1,20 +1,16 @@
-"""
-rl-zoo3's ``train``, run with a manager class of ours and its own flag parser under our name: the one place that
-swaps names in rl-zoo3's ``train`` module.
-"""
+"""rl-zoo3's ``train``, run with a manager class of ours and its own flag parser under our name."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import rl_zoo3.train
 
 from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.zoo_insides import train_module_swapped
 
 TRAIN_PROG = "breakout-sb3 train"
 
@@ -47,19 +43,6 @@ class _ParserBuilt(Exception):
         self.parser = parser
 
 
-@contextlib.contextmanager
-def _swapped(manager: Callable[..., Any], parser: Callable[[], argparse.ArgumentParser]) -> Iterator[None]:
-    """rl-zoo3's ``train`` with ``manager`` as its ExperimentManager and ``parser`` as its ArgumentParser."""
-    module = rl_zoo3.train
-    saved = module.ExperimentManager, module.argparse
-    module.ExperimentManager = manager
-    module.argparse = types.SimpleNamespace(ArgumentParser=parser)  # train() uses argparse for its parser only
-    try:
-        yield
-    finally:
-        module.ExperimentManager, module.argparse = saved
-
-
 def zoo_train(manager: Callable[..., Any], argv: list[str], prog: str = TRAIN_PROG) -> None:
     """
     Run rl-zoo3's ``train`` with ``argv`` as its command line and ``manager`` in place of its ExperimentManager.
@@ -74,7 +57,7 @@ def zoo_train(manager: Callable[..., Any], argv: list[str], prog: str = TRAIN_PR
     saved_argv = sys.argv
     sys.argv = [prog, *argv]
     try:
-        with _swapped(manager, lambda: ZooArgumentParser(prog=prog)):
+        with train_module_swapped(manager, lambda: ZooArgumentParser(prog=prog)):
             rl_zoo3.train.train()
     finally:
         sys.argv = saved_argv
@@ -87,7 +70,7 @@ def zoo_train_parser(prog: str = TRAIN_PROG) -> ZooArgumentParser:
         raise AssertionError("rl-zoo3's train() went past parsing its flags")
 
     try:
-        with _swapped(not_reached, lambda: ZooArgumentParser(prog=prog, stop_when_built=True)):
+        with train_module_swapped(not_reached, lambda: ZooArgumentParser(prog=prog, stop_when_built=True)):
             rl_zoo3.train.train()
     except _ParserBuilt as built:
         return built.parser

@@ -278,15 +278,15 @@ def test_the_manager_puts_the_replay_on_the_models_gpu(monkeypatch, tmp_path):
     """--device cuda:1: the replay's storage on cuda:1, not on "cuda" (whichever GPU is current)."""
     from rl_zoo3.exp_manager import ExperimentManager
 
-    from breakout_sb3 import manager
+    from breakout_sb3 import manager, recipe_manager
 
     passed = {}
-    monkeypatch.setattr(manager, "check_device", lambda device, announce=False: th.device(device))
+    monkeypatch.setattr(recipe_manager, "check_device", lambda device, announce=False: th.device(device))
     monkeypatch.setattr(
         ExperimentManager, "_preprocess_hyperparams", lambda self, hyperparams: passed.update(hyperparams)
     )
     for device, expected in (("cuda:1", "cuda:1"), ("cuda", "cuda"), ("cpu", None)):
-        experiment = manager.BreakoutExperimentManager(
+        experiment = manager.TrainingExperimentManager(
             argparse.Namespace(),
             "fast_dqn",
             ENV_ID,

@@ -10,8 +10,9 @@ from rl_zoo3.utils import ALGOS
 from breakout_sb3 import ENV_ID
 from breakout_sb3.config import class_specs, default_config_path, read_config
 from breakout_sb3.errors import BreakoutSB3Error
-from breakout_sb3.manager import FAST_ALGO, register_fast_dqn
+from breakout_sb3.recipe_manager import register_fast_dqn
 from breakout_sb3.tune.space import SPACE_KEY, SearchSpace
+from breakout_sb3.zoo_args import FAST_ALGO
 
 EPSILON = "callbacks.TwoPhaseEpsilonCallback"
 

@@ -13,7 +13,6 @@ import functools
 from dataclasses import dataclass, field
 
 from breakout_sb3.errors import BreakoutSB3Error
-from breakout_sb3.manager import CheckpointOptions
 from breakout_sb3.ranges import TRAIN_FLAGS, Seed, check
 from breakout_sb3.tune.manager import TuneExperimentManager
 from breakout_sb3.tune.plan import build_plan
@@ -95,8 +94,6 @@ def tune(argv: list[str], fast: bool = False, options: TuneOptions | None = None
     plan, zoo_args = build_plan(argv, flags, numbers, fast, options.seeds, options.heartbeat, options.db_wait)
     manager = functools.partial(
         TuneExperimentManager,
-        train_argv=zoo_args,
-        checkpoint_options=CheckpointOptions(),
         config_entry=plan.entry_name if fast else None,
         plan=plan,
     )

@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
-from breakout_sb3.manager import BreakoutExperimentManager, sb3_logger_folder
+from breakout_sb3.recipe_manager import RecipeExperimentManager, sb3_logger_folder
 from breakout_sb3.signals import two_step_stop
 from breakout_sb3.tune.loop import TrialLoop
 from breakout_sb3.tune.plan import TunePlan
@@ -40,6 +40,7 @@ from breakout_sb3.tune.retry import Outage
 from breakout_sb3.tune.seeds import StopWhenNoSeedLeft, refuse_duplicate_seed, seed_sampler, seeds_left
 from breakout_sb3.tune.space import FOLLOW_BATCH_SIZE
 from breakout_sb3.tune.storage import database_error, shown_url
+from breakout_sb3.zoo_insides import create_pruner, create_sampler, trained_hyperparams
 from callbacks.checkpoint import EpisodeCheckpointCallback
 from callbacks.nonfinite import NonFiniteTrainingError
 from callbacks.run_folder import RunFolderCallback
@@ -109,10 +110,10 @@ class _NoTracebackForStops(logging.Filter):
         return True
 
 
-class TuneExperimentManager(BreakoutExperimentManager):
+class TuneExperimentManager(RecipeExperimentManager):
     """
-    The workers' ExperimentManager: rl-zoo3's ``hyperparameters_optimization`` and ``objective``, changed where
-    breakout-sb3 promises more:
+    The workers' ExperimentManager: the recipe's (``breakout_sb3.recipe_manager``), with rl-zoo3's
+    ``hyperparameters_optimization`` and ``objective`` changed where breakout-sb3 promises more:
 
     - the study is the one :func:`tune` created or joined, in a storage with heartbeats, so that the trial of a
       killed worker is failed and run again by the next worker;
@@ -137,6 +138,9 @@ class TuneExperimentManager(BreakoutExperimentManager):
 
     def create_log_folder(self) -> None:
         """Trials write into their own folders: the study has no rl-zoo3 run folder of its own."""
+
+    def create_callbacks(self) -> None:
+        """A trial builds its own callbacks from its entry (:meth:`_trial_callbacks`): the study has none."""
 
     def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
         # Monitor files go into a trial's folder only (see _trial_env)
@@ -258,7 +262,7 @@ class TuneExperimentManager(BreakoutExperimentManager):
 
     def _model_kwargs(self, entry: dict[str, Any]) -> dict[str, Any]:
         """:return: the algorithm's arguments as rl-zoo3 prepared them, with the trial's searched values"""
-        kwargs = copy.deepcopy(self._hyperparams)
+        kwargs = copy.deepcopy(trained_hyperparams(self))
         if self.plan.space is not None:
             searched = {p.key for p in self.plan.space.params if p.callback is None}
             for key in searched | set(FOLLOW_BATCH_SIZE):
@@ -273,7 +277,7 @@ class TuneExperimentManager(BreakoutExperimentManager):
         if plan.seeds is not None:
             sampler, pruner = seed_sampler(plan.seeds)
         else:
-            sampler, pruner = self._create_sampler(self.sampler), self._create_pruner(self.pruner)
+            sampler, pruner = create_sampler(self, self.sampler), create_pruner(self, self.pruner)
         study = optuna.load_study(study_name=plan.study_name, storage=plan.storage, sampler=sampler, pruner=pruner)
         callbacks, n_trials = self._trials_to_run(study)
         if n_trials != 0:

@@ -19,7 +19,7 @@ from breakout_sb3 import ENV_ID
 from breakout_sb3.config import default_config_path, hyperparams_for, read_config
 from breakout_sb3.env import is_atari
 from breakout_sb3.errors import BreakoutSB3Error
-from breakout_sb3.manager import FAST_ALGO, register_fast_dqn
+from breakout_sb3.recipe_manager import register_fast_dqn
 from breakout_sb3.tune.retry import DEFAULT_DB_WAIT_S, Outage
 from breakout_sb3.tune.space import SPACE_KEY, SearchSpace
 from breakout_sb3.tune.storage import (
@@ -32,7 +32,7 @@ from breakout_sb3.tune.storage import (
     parse_url,
     shown_url,
 )
-from breakout_sb3.zoo_args import check_train_args, parse_zoo_params
+from breakout_sb3.zoo_args import FAST_ALGO, check_train_args, parse_zoo_params
 
 DEFAULT_TRIAL_STEPS = 1_000_000
 

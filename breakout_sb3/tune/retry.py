@@ -168,7 +168,7 @@ class PatientRDBStorage(RDBStorage):
     def _drop_session(self) -> None:
         # The thread's session may hold the dead connection: the next try starts a new one.
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-            self.scoped_session.remove()
+            self.remove_session()
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
         tries = 0
