@@ -3,11 +3,14 @@ float32 against bf16: two runs of ``bench/learning_run.py`` (same seed and steps
 as a Markdown table and a plot of the TD loss, the mean max Q-value of a fixed set of states and the training game
 score against agent steps, with each run's final ``evaluate``.
 
-    python bench/learning_run.py --device cpu --steps 100000 --seconds 86400 --precision float32 \\
-        --out-dir runs/float32 --json bench/results/learning_precision_float32_cpu.json
-    python bench/learning_run.py ... --precision bf16 --out-dir runs/bf16 --json ..._bf16_cpu.json
-    python bench/precision_compare.py runs/float32 runs/bf16 --json bench/results/learning_precision_float32_cpu.json \\
-        bench/results/learning_precision_bf16_cpu.json --plot docs/precision_learning.png
+    python -m bench.learning_run --device cpu --steps 100000 --seconds 86400 --precision float32 \\
+        --out-dir logs/bench/float32 --json bench/results/learning_precision_float32_xeon.json
+    python -m bench.learning_run ... --precision bf16 --out-dir logs/bench/bf16 --json ..._bf16_xeon.json
+    python -m bench.precision_compare logs/bench/float32 logs/bench/bf16 \\
+        --json bench/results/learning_precision_float32_xeon.json bench/results/learning_precision_bf16_xeon.json \\
+        --plot docs/precision_learning.png
+
+It reads only: the table is printed, the plot written to ``--plot``.
 """
 
 from __future__ import annotations
@@ -15,13 +18,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> list[tuple[float, int]]:
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs=2, type=Path, help="the float32 run's --out-dir, then the bf16 run's")
     parser.add_argument("--json", nargs=2, type=Path, required=True, help="their learning JSONs, same order")
     parser.add_argument("--bin", type=int, default=20_000, help="agent steps per row of the table")
-    parser.add_argument("--plot", type=Path, required=True)
+    parser.add_argument("--plot", type=Path, required=True, help="where to write the plot (PNG)")
     args = parser.parse_args(argv)
 
     import matplotlib
