@@ -1,5 +1,5 @@
 """
-float32 against bf16: two runs of ``bench/learning_run.py`` (same seed and steps, ``--precision`` apart) side by side,
+float32 against bf16: two runs of ``bench.learning_run`` (same seed and steps, ``--precision`` apart) side by side,
 as a Markdown table and a plot of the TD loss, the mean max Q-value of a fixed set of states and the training game
 score against agent steps, with each run's final ``evaluate``.
 
@@ -88,9 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     for label, probe, curve in zip(labels, probes, curves, strict=True):
         axes[0].plot(probe["step"], probe["td_loss"], marker=".", label=label)
         axes[1].plot(probe["step"], probe["mean_max_q"], marker=".", label=label)
-        window = max(1, min(100, len(curve.game_scores)))
-        scores = np.convolve(curve.game_scores, np.ones(window) / window, mode="valid")
-        axes[2].plot(curve.game_steps[window - 1 :], scores, label=label)
+        if len(curve.game_scores):  # a short run may not have finished a game
+            window = min(100, len(curve.game_scores))
+            scores = np.convolve(curve.game_scores, np.ones(window) / window, mode="valid")
+            axes[2].plot(curve.game_steps[window - 1 :], scores, label=label)
     titles = ("TD loss (mean per 5,000 agent steps)", "mean max Q of 512 fixed states", "game score (last 100 games)")
     for ax, title in zip(axes, titles, strict=True):
         ax.set_title(title)
