@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from stable_baselines3.common.utils import set_random_seed
 
+    from breakout_sb3.errors import BreakoutSB3Error
     from breakout_sb3.plot import plot
 
     set_random_seed(args.seed)
@@ -175,7 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     scores = play(model, args.config, args.games, args.seed)
     print(f"final model, epsilon 0.05: {len(scores)} games, mean {np.mean(scores):.1f}, scores {scores}")
-    print(plot([args.out_dir, *args.compare], out=args.out_dir / "curve.png"))
+    try:
+        print(plot([args.out_dir, *args.compare], out=args.out_dir / "curve.png"))
+    except BreakoutSB3Error as e:  # a run too short to have finished an episode
+        print(f"no plot: {e}")
 
 
 if __name__ == "__main__":
