@@ -1,6 +1,7 @@
 """
 Where the learner thread's time goes, per agent step: hooks on an SB3 off-policy model, its env, replay buffer and
 callbacks (instance attributes that shadow their methods, and a ``CallbackList`` subclass), nothing edited in SB3.
+Not run on its own: ``python -m bench.throughput`` prints and writes this breakdown for each configuration.
 
 Categories (exclusive: a nested region's time is not counted in the region around it):
 

@@ -2,9 +2,9 @@
 Checkpoint size, write time and load time with the recipe's replay (100,000 transitions), for SB3's ReplayBuffer
 and for breakout_sb3.fast.FrameStackReplayBuffer, filled with real Breakout transitions.
 
-    python bench/checkpoint_size.py                                   # about 6 minutes on 2 CPU cores, 12 GB of memory
-    python bench/checkpoint_size.py --json bench/results/checkpoint_cpu.json
-    python bench/checkpoint_size.py --transitions 1500 --buffers sb3  # a quick look
+    python -m bench.checkpoint_size                          # about 6 minutes on 2 CPU cores, 12 GB of memory
+    python -m bench.checkpoint_size --json bench/results/checkpoint_<machine>.json
+    python -m bench.checkpoint_size --transitions 1500       # a quick look (about 1 minute, still 6 GB of disk)
 
 - sb3: the recipe's DQN (NatureCNN, Adam, one gradient step so the zip holds the optimizer's moments) with SB3's
   ReplayBuffer of 100,000 (``optimize_memory_usage`` False: observation and next observation, 56.5 kB per
@@ -22,64 +22,27 @@ checkpoints of format 1 held) is timed too, unless ``--no-pickle``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import json
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3 import DQN
+from stable_baselines3.common.buffers import ReplayBuffer
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from throughput import ENV_ID, git_commit  # noqa: E402  (bench/ is on the path only from here)
+from bench.provenance import add_allow_dirty, header, load_average, require_commit, write_result
+from breakout_sb3 import ENV_ID
 
 BUFFER_SIZE = 100_000
 FAST_ENVS = 16
 
 
-def machine() -> dict[str, Any]:
-    import stable_baselines3
-    import torch
-    import zstandard
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
-    return {
-        "cpu": cpu,
-        "cores": cores,
-        "memory_gb": round(memory / 2**30, 1) if memory else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "stable_baselines3": stable_baselines3.__version__,
-        "zstandard": zstandard.__version__,
-        "zstd": zstandard.ZSTD_VERSION,
-    }
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def make_model(kind: str):
+def make_model(kind: str) -> DQN:
     """The recipe's DQN, on one SB3 Atari env (sb3) or on AleVecEnv with 16 envs and FrameStackReplayBuffer."""
-    from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
@@ -105,7 +68,7 @@ def make_model(kind: str):
     return DQN("CnnPolicy", env, **kwargs)
 
 
-def fill(model, transitions: int, state: dict[str, Any]) -> None:
+def fill(model: DQN, transitions: int, state: dict[str, Any]) -> None:
     """Random play into the model's replay buffer (as DQN stores it) until it has received ``transitions``."""
     env = model.get_env()
     if "obs" not in state:
@@ -124,7 +87,7 @@ def fill(model, transitions: int, state: dict[str, Any]) -> None:
         model.num_timesteps += env.num_envs
 
 
-def one_update(model) -> None:
+def one_update(model: DQN) -> None:
     """One gradient step, so that the zip holds Adam's moments as a real checkpoint's does."""
     from stable_baselines3.common.logger import configure
 
@@ -132,7 +95,7 @@ def one_update(model) -> None:
     model.train(gradient_steps=1, batch_size=32)
 
 
-def same_buffer(a, b) -> bool:
+def same_buffer(a: ReplayBuffer, b: ReplayBuffer) -> bool:
     """Every attribute equal: arrays by dtype, shape and content (as pickled: through ``__getstate__``)."""
     state_a, state_b = a.__getstate__(), b.__getstate__()
     if state_a.keys() != state_b.keys():
@@ -147,7 +110,7 @@ def same_buffer(a, b) -> bool:
     return str(a.device) == str(b.device) and a.observation_space == b.observation_space
 
 
-def measure(model, folder: Path, with_pickle: bool) -> dict[str, Any]:
+def measure(model: DQN, folder: Path, with_pickle: bool) -> dict[str, Any]:
     from callbacks import EpisodeCheckpointCallback, read_replay_buffer
 
     replay = model.replay_buffer
@@ -220,22 +183,25 @@ def row(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--transitions", type=int, nargs="+", default=[1_500, BUFFER_SIZE])
-    parser.add_argument("--buffers", nargs="+", choices=["sb3", "fast"], default=["sb3", "fast"])
+    parser.add_argument(
+        "--transitions", type=int, nargs="+", default=[1_500, BUFFER_SIZE], help="fill levels to measure at"
+    )
+    parser.add_argument(
+        "--buffers", nargs="+", choices=["sb3", "fast"], default=["sb3", "fast"], help="replay buffers to measure"
+    )
     parser.add_argument("--no-pickle", action="store_true", help="do not time SB3's plain pickle for comparison")
     parser.add_argument("--dir", type=Path, help="where to write the checkpoints (default: a temporary folder)")
-    parser.add_argument("--json", type=Path, help="write the results to this file")
+    parser.add_argument("--json", type=Path, help="write the results to this file (fields: bench/README.md)")
+    add_allow_dirty(parser)
     args = parser.parse_args(argv)
+    commit = require_commit(parser.prog, args.allow_dirty) if args.json is not None else "not recorded"
     points = sorted(args.transitions)
 
-    report: dict[str, Any] = {
-        "kind": "checkpoint_size",
-        "machine": machine(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(),
-        "buffer_size": BUFFER_SIZE,
-        "results": [],
-    }
+    import zstandard
+
+    report = header("checkpoint_size", commit)
+    report["machine"].update(zstandard=zstandard.__version__, zstd=zstandard.ZSTD_VERSION)
+    report.update(buffer_size=BUFFER_SIZE, results=[])
     print(f"{report['machine']}, load {load_average()}")
     print(HEADER)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -243,9 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             report["results"] += run(kind, points, Path(tmp), not args.no_pickle)
             gc.collect()
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results written to {args.json}")
+        write_result(args.json, report)
     return report
 
 

@@ -2,13 +2,13 @@
 A run that plays: the fast configuration trained from scratch for a wall-clock budget, then ``breakout-sb3 evaluate``
 over full games at epsilon 0.05, with the learning curve drawn by ``breakout-sb3 plot``.
 
-    python bench/learning_run.py --device cuda --seconds 480 --n-envs 64 --out-dir runs/learning \\
+    python -m bench.learning_run --device cuda --seconds 480 --n-envs 64 --out-dir logs/bench/learning \\
         --json bench/results/learning_h100.json --plot docs/learning_run.png
 
 With ``--steps N`` it trains N agent steps instead (``--seconds`` then only bounds it), and ``--precision bf16`` trains
-with bf16 mixed precision: run it twice, float32 and bf16, and compare them with bench/precision_compare.py. The
-TD loss (mean per 5,000 agent steps) and the mean max Q-value of a fixed set of 512 replay states (the first ones the
-random policy saw, the same for runs of one seed) are written to the JSON as they evolve.
+with bf16 mixed precision: run it twice, float32 and bf16, and compare them with ``python -m bench.precision_compare``.
+The TD loss (mean per 5,000 agent steps) and the mean max Q-value of a fixed set of 512 replay states (the first ones
+the random policy saw, the same for runs of one seed) are written to the JSON as they evolve.
 
 The recipe's fast entry of hyperparams/dqn.yml (``n_envs`` may be changed, the replay ratio kept: gradient steps
 per vector step scale with it), built through the library API with the YAML's callbacks writing into --out-dir
@@ -21,7 +21,6 @@ played with ``python -m breakout_sb3 evaluate``: the recipe's own env stack (SB3
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import subprocess
 import sys
@@ -32,11 +31,10 @@ from typing import Any
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from learning_curve import ENV_ID, build_fast  # noqa: E402  (bench/ is on the path only from here)
+from bench.learning_curve import StopAfterSeconds, build_fast, yaml_callbacks
+from bench.provenance import add_allow_dirty, header, require_commit, write_result
+from breakout_sb3 import ENV_ID
+from breakout_sb3.config import default_config_path
 
 FAST_ENTRY = f"{ENV_ID}-fast"
 STOP_RULE = "callbacks.StopTrainingOnRunningScore"
@@ -44,7 +42,7 @@ STOP_RULE = "callbacks.StopTrainingOnRunningScore"
 
 def fast_hyperparams(n_envs: int | None) -> dict[str, Any]:
     """:return: the YAML's fast entry, with ``n_envs`` envs and the gradient steps that keep its replay ratio"""
-    hyperparams = yaml.safe_load((REPO / "hyperparams" / "dqn.yml").read_text())[FAST_ENTRY]
+    hyperparams = yaml.safe_load(default_config_path().read_text())[FAST_ENTRY]
     if n_envs is not None and n_envs != hyperparams["n_envs"]:
         steps = hyperparams["gradient_steps"] * n_envs / hyperparams["n_envs"]
         if steps != int(steps):
@@ -128,28 +126,35 @@ class LossAndQProbe(BaseCallback):
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default="cuda", help="where the networks and the replay run (default: cuda)")
     parser.add_argument("--seconds", type=float, required=True, help="wall-clock training budget (at most 600)")
     parser.add_argument("--steps", type=int, help="agent steps to train (then --seconds may be up to a day)")
-    parser.add_argument("--precision", choices=["float32", "bf16"], default="float32")
+    parser.add_argument(
+        "--precision", choices=["float32", "bf16"], default="float32", help="the updates' arithmetic (FastDQN's)"
+    )
     parser.add_argument("--num-threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--n-envs", type=int, help="envs per vector step (default: the YAML's)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="seed of the run and of the evaluation")
     parser.add_argument("--episodes", type=int, default=10, help="full games played by the evaluation")
-    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("logs/bench/learning_run"),
+        help="the run folder: CSV, Monitor file, checkpoints, final model, eval.json (default: %(default)s)",
+    )
     parser.add_argument("--json", type=Path, help="the learning result (default: <out-dir>/learning.json)")
     parser.add_argument("--plot", type=Path, help="the learning curve (default: <out-dir>/curve.png)")
+    add_allow_dirty(parser)
     args = parser.parse_args(argv)
     if not 0 < args.seconds <= (86_400 if args.steps else 600):
         parser.error("--seconds must be in (0, 600], or (0, 86400] with --steps")
+    commit = require_commit(parser.prog, args.allow_dirty)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     json_path = args.json or args.out_dir / "learning.json"
     plot_path = args.plot or args.out_dir / "curve.png"
 
     import torch as th
-    from learning_curve import StopAfterSeconds, yaml_callbacks
     from stable_baselines3.common.utils import set_random_seed
-    from throughput import device_name, git_commit
 
     from breakout_sb3.errors import BreakoutSB3Error
     from breakout_sb3.plot import plot
@@ -197,18 +202,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     eval_path = args.out_dir / "eval.json"
     command = [sys.executable, "-m", "breakout_sb3", "evaluate", str(model_path), "--episodes", str(args.episodes)]
     command += ["--epsilon", "0.05", "--seed", str(args.seed), "--device", args.device, "--json", str(eval_path)]
-    subprocess.run(command, check=True, cwd=REPO)
+    subprocess.run(command, check=True)
     evaluation = json.loads(eval_path.read_text())
     try:
         print(plot([args.out_dir], out=plot_path))
     except BreakoutSB3Error as e:  # a run too short to have finished an episode
         print(f"no plot: {e}")
 
-    result = {
-        "kind": "learning",
-        "device": device_name("cuda" if args.device.startswith("cuda") else "cpu"),
-        "commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    result = header("learning", commit, args.device)
+    result |= {
         "wall_seconds": wall_seconds,
         "agent_steps": steps,
         "eval": {"episodes": len(evaluation["scores"]), "epsilon": evaluation["epsilon"]}
@@ -224,9 +226,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch_threads": th.get_num_threads(),
         "probe": probe.records,
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"evaluation: {result['eval']}; written to {json_path}")
+    print(f"evaluation: {result['eval']}")
+    write_result(json_path, result)
     return result
 
 

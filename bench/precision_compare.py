@@ -1,13 +1,16 @@
 """
-float32 against bf16: two runs of ``bench/learning_run.py`` (same seed and steps, ``--precision`` apart) side by side,
+float32 against bf16: two runs of ``bench.learning_run`` (same seed and steps, ``--precision`` apart) side by side,
 as a Markdown table and a plot of the TD loss, the mean max Q-value of a fixed set of states and the training game
 score against agent steps, with each run's final ``evaluate``.
 
-    python bench/learning_run.py --device cpu --steps 100000 --seconds 86400 --precision float32 \\
-        --out-dir runs/float32 --json bench/results/learning_precision_float32_cpu.json
-    python bench/learning_run.py ... --precision bf16 --out-dir runs/bf16 --json ..._bf16_cpu.json
-    python bench/precision_compare.py runs/float32 runs/bf16 --json bench/results/learning_precision_float32_cpu.json \\
-        bench/results/learning_precision_bf16_cpu.json --plot docs/precision_learning.png
+    python -m bench.learning_run --device cpu --steps 100000 --seconds 86400 --precision float32 \\
+        --out-dir logs/bench/float32 --json bench/results/learning_precision_float32_xeon.json
+    python -m bench.learning_run ... --precision bf16 --out-dir logs/bench/bf16 --json ..._bf16_xeon.json
+    python -m bench.precision_compare logs/bench/float32 logs/bench/bf16 \\
+        --json bench/results/learning_precision_float32_xeon.json bench/results/learning_precision_bf16_xeon.json \\
+        --plot docs/precision_learning.png
+
+It reads only: the table is printed, the plot written to ``--plot``.
 """
 
 from __future__ import annotations
@@ -15,13 +18,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> list[tuple[float, int]]:
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs=2, type=Path, help="the float32 run's --out-dir, then the bf16 run's")
     parser.add_argument("--json", nargs=2, type=Path, required=True, help="their learning JSONs, same order")
     parser.add_argument("--bin", type=int, default=20_000, help="agent steps per row of the table")
-    parser.add_argument("--plot", type=Path, required=True)
+    parser.add_argument("--plot", type=Path, required=True, help="where to write the plot (PNG)")
     args = parser.parse_args(argv)
 
     import matplotlib
@@ -89,9 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     for label, probe, curve in zip(labels, probes, curves, strict=True):
         axes[0].plot(probe["step"], probe["td_loss"], marker=".", label=label)
         axes[1].plot(probe["step"], probe["mean_max_q"], marker=".", label=label)
-        window = max(1, min(100, len(curve.game_scores)))
-        scores = np.convolve(curve.game_scores, np.ones(window) / window, mode="valid")
-        axes[2].plot(curve.game_steps[window - 1 :], scores, label=label)
+        if len(curve.game_scores):  # a short run may not have finished a game
+            window = min(100, len(curve.game_scores))
+            scores = np.convolve(curve.game_scores, np.ones(window) / window, mode="valid")
+            axes[2].plot(curve.game_steps[window - 1 :], scores, label=label)
     titles = ("TD loss (mean per 5,000 agent steps)", "mean max Q of 512 fixed states", "game score (last 100 games)")
     for ax, title in zip(axes, titles, strict=True):
         ax.set_title(title)

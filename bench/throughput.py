@@ -2,9 +2,9 @@
 Throughput of the recipe: vanilla SB3 DQN against breakout-sb3's fast configuration, at the same replay ratio, with
 the recipe's callbacks, and where the learner thread's time goes.
 
-    python bench/throughput.py --device cpu --quick                      # about 3 minutes on 2 CPU cores
-    python bench/throughput.py --device cpu --n-envs 16 64 --json bench/results/cpu.json
-    python bench/throughput.py --device cuda --n-envs 16 64 128 --json bench/results/h100.json
+    python -m bench.throughput --device cpu --quick                      # about 3 minutes on 2 CPU cores
+    python -m bench.throughput --device cpu --n-envs 16 64 --json bench/results/throughput_<machine>.json
+    python -m bench.throughput --device cuda --n-envs 16 64 128 --json bench/results/throughput_h100.json
 
 Each configuration runs in its own process (so peak RSS is its own): the recipe's hyperparameters from
 hyperparams/dqn.yml (batch 32, one gradient step per 4 agent steps, replay 100,000, target sync 10,000, ...) and the
@@ -35,14 +35,9 @@ model and the CPU features torch sees (AVX-512, AVX-512 BF16, AMX) are printed a
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import multiprocessing as mp
 import os
-import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -50,16 +45,16 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+from bench.breakdown import CATEGORIES, Clock, TimedCallbackList, instrument, time_update
+from bench.learning_curve import yaml_callbacks
+from bench.provenance import add_allow_dirty, header, load_average, require_commit, write_result
+from breakout_sb3 import ENV_ID
+from breakout_sb3.config import default_config_path
 
-ENV_ID = "BreakoutNoFrameskip-v4"
 # The recipe's epsilon schedule reaches 0.1 here (50,000 + 1,000,000 steps)
 START_STEP = 1_050_000
 AGENT_STEPS_PER_UPDATE = 4
 LOG_INTERVAL = 100  # episodes between SB3 log tables, as `breakout-sb3 train` prints them
-CATEGORIES = ("env_wait", "act", "store", "sample", "update", "callbacks", "other")  # as bench/breakdown.py
 # The fast configuration's precision and layout variants: (precision, memory layout of networks and batches)
 VARIANTS = {
     "contiguous": ("float32", "contiguous"),
@@ -70,7 +65,7 @@ VANILLA_VARIANT = ("float32", "contiguous")  # SB3's DQN
 
 
 def recipe() -> dict[str, Any]:
-    return yaml.safe_load((REPO / "hyperparams" / "dqn.yml").read_text())[ENV_ID]
+    return yaml.safe_load(default_config_path().read_text())[ENV_ID]
 
 
 def dqn_kwargs(hyperparams: dict[str, Any], device: str) -> dict[str, Any]:
@@ -153,18 +148,6 @@ def use_layout(model: Any, layout: str) -> None:
     model.policy.to(memory_format=memory_format)
 
 
-def cpu_model() -> str:
-    """:return: the CPU's model name (Linux's /proc/cpuinfo), else what the platform module says"""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def stub_networks(model: Any) -> None:
     """
     Replace the networks' arithmetic with constant-time stand-ins (random actions, no update), so that what is left
@@ -190,8 +173,6 @@ def replay_bytes_per_transition(replay: Any) -> float:
 def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     """Build, warm up and time one configuration (in this process). :return: its results"""
     import torch as th
-    from breakdown import Clock, TimedCallbackList, instrument
-    from learning_curve import yaml_callbacks
 
     if spec["threads"] > 0:
         th.set_num_threads(spec["threads"])
@@ -251,7 +232,6 @@ def measure_ceiling(spec: dict[str, Any]) -> dict[str, Any]:
         of ``spec["variants"]`` (default: the fast configuration's own), interleaved: a round of each, repeated
     """
     import torch as th
-    from breakdown import time_update
 
     from breakout_sb3.fast import AleVecEnv, FastDQN
 
@@ -289,25 +269,6 @@ def in_process(target: str, spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def git_commit() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
-
-
-def device_name(device: str) -> str:
-    if device == "cpu":
-        return "cpu"
-    import torch as th
-
-    return th.cuda.get_device_name()
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -337,8 +298,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="fast only: the networks replaced by constant-time stand-ins, to measure the Python work alone",
     )
     parser.add_argument("--ceiling-repeats", type=int, default=5, help="timed updates per ceiling measurement")
-    parser.add_argument("--json", type=Path, help="write the results to this file")
+    parser.add_argument("--json", type=Path, help="write the results to this file (fields: bench/README.md)")
+    add_allow_dirty(parser)
     args = parser.parse_args(argv)
+    commit = require_commit(parser.prog, args.allow_dirty) if args.json is not None else None
     on_cpu = args.device == "cpu"
     defaults = {(True, True): (512, 2_048), (True, False): (4_096, 16_384)}
     defaults.update({(False, True): (2_048, 8_192), (False, False): (16_384, 100_000)})
@@ -346,16 +309,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     warmup = args.warmup if args.warmup is not None else defaults[0]
     steps = args.steps or defaults[1]
 
-    import ale_py
-    import stable_baselines3
-    import torch
+    from breakout_sb3.precision import bf16_missing
 
-    from breakout_sb3.precision import bf16_missing, cpu_features
-
-    device = device_name(args.device)
-    features = cpu_features()
-    print(f"torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}, ale-py {ale_py.__version__}")
-    print(f"device: {device}, {os.cpu_count()} CPUs ({cpu_model()}), load {load()}")
+    report = header("throughput", commit or "not recorded", args.device)
+    machine = report["machine"]
+    print(f"torch {machine['torch']}, stable-baselines3 {machine['stable_baselines3']}, ale-py {machine['ale_py']}")
+    print(f"device: {machine['device']}, {machine['cores']} CPUs ({machine['cpu']}), load {load_average()}")
+    features = machine["cpu_features"]
     print(
         "CPU features torch sees: " + ", ".join(f"{name} {'yes' if seen else 'no'}" for name, seen in features.items())
     )
@@ -382,9 +342,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             spec.update(warmup=args.vanilla_warmup or warmup, steps=args.vanilla_steps or steps)
         spec.update(threads=args.threads, env_threads=args.env_threads, overlap_env=not args.no_overlap)
         spec["stub_networks"] = args.stub_networks
-        load_before = load()
+        load_before = load_average()
         result = in_process("run_config", spec)
-        result["load"] = [load_before, load()]
+        result["load"] = [load_before, load_average()]
         results.append(result)
         print(f"  {config} x{n_envs} {variant}: {result['steps_per_s']:.1f} agent steps/s, load {result['load']}")
     ceilings.append(in_process("measure_ceiling", ceiling_spec))
@@ -425,28 +385,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     vanilla = next((r for r in results if r["config"] == "vanilla"), None)
     fastest = max((r for r in results if r["config"] == "fast"), key=lambda r: r["steps_per_s"], default=None)
     speedup = fastest["steps_per_s"] / vanilla["steps_per_s"] if vanilla and fastest else None
-    report = {
-        "kind": "throughput",
-        "device": device,
-        "commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "configs": results,
-        "speedup": speedup,
-        "ceiling": ceiling,
-        "host": {"cpus": os.cpu_count(), "processor": cpu_model(), "cpu_features": features},
-        "versions": {"torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__},
-    }
+    report.update(configs=results, speedup=speedup, ceiling=ceiling)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results written to {args.json}")
+        write_result(args.json, report)
     if speedup is not None:
         print(f"speedup: {speedup:.2f}")
     return report
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def print_table(results: list[dict[str, Any]], ceiling: dict[str, Any]) -> None:

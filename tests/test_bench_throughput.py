@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import pytest
 
-from tests.conftest import REPO
-
-sys.path.insert(0, str(REPO / "bench"))
-
-import throughput
-from breakdown import CATEGORIES, Clock
+from bench import throughput
+from bench.breakdown import CATEGORIES, Clock
 
 SCHEMA_KEYS = {
     "config",
