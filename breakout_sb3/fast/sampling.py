@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -39,6 +40,7 @@ class StoredTransitions(NamedTuple):
     timeouts: Array
 
 
+@dataclass(frozen=True)
 class FrameStackSampler:
     """
     Rebuilds sampled transitions as SB3's ``ReplayBuffer`` stores them: where each frame of a transition is, the
@@ -54,24 +56,17 @@ class FrameStackSampler:
     :param action_dim: size of one action
     """
 
-    def __init__(
-        self,
-        storage: NumpyStorage | TorchStorage,
-        buffer_size: int,
-        n_envs: int,
-        n_stack: int,
-        ring: int,
-        frame_shape: tuple[int, ...],
-        action_dim: int,
-    ) -> None:
-        self.storage = storage
-        self.buffer_size = buffer_size
-        self.n_envs = n_envs
-        self.n_stack = n_stack
-        self.ring = ring
-        self.frame_shape = frame_shape
-        self.obs_shape = (frame_shape[0] * n_stack, *frame_shape[1:])
-        self.action_dim = action_dim
+    storage: NumpyStorage | TorchStorage
+    buffer_size: int
+    n_envs: int
+    n_stack: int
+    ring: int
+    frame_shape: tuple[int, ...]
+    action_dim: int
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return (self.frame_shape[0] * self.n_stack, *self.frame_shape[1:])
 
     def stack_rows(self, stored: StoredTransitions, slots: Array, envs: Array) -> tuple[Array, Array]:
         """
