@@ -183,6 +183,11 @@ class FrameStackReplayBuffer(ReplayBuffer):
             self._state_t.copy_(self._storage.put(np.array([self._n_added, upper], dtype=np.int64)))
 
     @property
+    def storage(self) -> NumpyStorage | TorchStorage:
+        """Where the arrays are: host memory (numpy) or ``storage_device`` (torch); it gathers the sampled frames."""
+        return self._storage
+
+    @property
     def sampling_device(self) -> th.device | None:
         """The device ``sample_batches`` draws and gathers on (its index included); None: numpy storage."""
         return self._storage.device
