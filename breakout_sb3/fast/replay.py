@@ -106,16 +106,7 @@ class FrameStackReplayBuffer(ReplayBuffer):
 
         obs_dtype = observation_space.dtype
         if psutil is not None and self._storage.device is None:
-            # The frames, which are nearly all of it, before they are allocated
-            frame_bytes = int(np.prod(self.frame_shape)) * np.dtype(obs_dtype).itemsize
-            total_memory_usage = frame_bytes * (self.buffer_size + self.n_stack) * self.n_envs * 65 / 64
-            mem_available = psutil.virtual_memory().available
-            if total_memory_usage > mem_available:
-                warnings.warn(
-                    "This system does not have apparently enough memory to store the complete "
-                    f"replay buffer {total_memory_usage / 1e9:.2f}GB > {mem_available / 1e9:.2f}GB",
-                    stacklevel=2,
-                )
+            self._warn_if_short_of_memory()
         # Newest frame of each step's next_obs, in row (step % _ring) * n_envs + env: n_stack more steps than
         # transitions, so that the oldest transition can still rebuild its obs. The last row stays zero.
         self._ring = self.buffer_size + self.n_stack
@@ -155,6 +146,18 @@ class FrameStackReplayBuffer(ReplayBuffer):
         self._has_last = np.zeros(self.n_envs, dtype=bool)
         self._make_mirrors()
         self._sampler = self._make_sampler()
+
+    def _warn_if_short_of_memory(self) -> None:
+        """As SB3's ``ReplayBuffer``, for the frames (nearly all of it), before they are allocated."""
+        frame_bytes = int(np.prod(self.frame_shape)) * self.observation_space.dtype.itemsize
+        total_memory_usage = frame_bytes * (self.buffer_size + self.n_stack) * self.n_envs * 65 / 64
+        mem_available = psutil.virtual_memory().available
+        if total_memory_usage > mem_available:
+            warnings.warn(
+                "This system does not have apparently enough memory to store the complete "
+                f"replay buffer {total_memory_usage / 1e9:.2f}GB > {mem_available / 1e9:.2f}GB",
+                stacklevel=3,
+            )
 
     @staticmethod
     def _make_storage(storage_device: th.device | str | None) -> NumpyStorage | TorchStorage:
@@ -328,30 +331,8 @@ class FrameStackReplayBuffer(ReplayBuffer):
         Store one transition per env: ``newest`` is the newest frame of each next_obs, but for the envs of
         ``replaced`` (envs, their newest frames) if given.
         """
-        meta = np.empty((self.n_envs, 3), dtype=np.int64)  # seg_len, head_len, side_ptr
-        meta[:, 0] = np.minimum(self._last_meta[:, 0] + 1, self.n_stack)
-        meta[:, 1:] = self._last_meta[:, 1:]
-        side_count = self._side_count
-        heads = []
-        for env_idx in np.flatnonzero(~continues):
-            # A new segment: keep the frames of obs after its zero padding
-            is_frame = obs_frames[env_idx].reshape(self.n_stack, -1).any(axis=1)
-            first = int(np.argmax(is_frame)) if is_frame.any() else self.n_stack
-            heads.append(obs_frames[env_idx, first:])
-            side_count += self.n_stack - first
-            meta[env_idx] = (0, self.n_stack - first, side_count - 1)
-
-        self._reserve_side(side_count - self._side_count)
-        if side_count > self._side_count:
-            new = np.arange(self._side_count, side_count) % self._side_capacity
-            self._side_frames[self._storage.put(new)] = self._storage.put(np.concatenate(heads))
-        self._step_side_start[self._n_added % self._ring] = self._side_count
-        self._side_count = side_count
-        row = (self._n_added % self._ring) * self.n_envs
-        self._frames[row : row + self.n_envs] = self._storage.put(newest)
-        if replaced is not None:
-            self._frames[self._storage.put(row + replaced[0])] = self._storage.put(replaced[1])
-
+        meta, heads = self._segments(obs_frames, continues)
+        self._write_frames(newest, heads, replaced)
         self._meta[self.pos] = meta
         if self._meta_t is not None:
             self._meta_t[self.pos] = self._storage.put(meta)
@@ -373,6 +354,43 @@ class FrameStackReplayBuffer(ReplayBuffer):
             self.full = True
             self.pos = 0
         self._write_state()
+
+    def _segments(self, obs_frames: np.ndarray, continues: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """
+        :param obs_frames: each env's obs, split in frames
+        :param continues: per env, whether its obs is its previous next_obs
+        :return: each env's ``(seg_len, head_len, side_ptr)`` for this transition, and the head frames of the
+            segments it starts (in the order of the envs), which go to the side ring after its ``_side_count`` frames
+        """
+        meta = np.empty((self.n_envs, 3), dtype=np.int64)
+        meta[:, 0] = np.minimum(self._last_meta[:, 0] + 1, self.n_stack)
+        meta[:, 1:] = self._last_meta[:, 1:]
+        side_count = self._side_count
+        heads = []
+        for env_idx in np.flatnonzero(~continues):
+            # A new segment: keep the frames of obs after its zero padding
+            is_frame = obs_frames[env_idx].reshape(self.n_stack, -1).any(axis=1)
+            first = int(np.argmax(is_frame)) if is_frame.any() else self.n_stack
+            heads.append(obs_frames[env_idx, first:])
+            side_count += self.n_stack - first
+            meta[env_idx] = (0, self.n_stack - first, side_count - 1)
+        return meta, heads
+
+    def _write_frames(
+        self, newest: np.ndarray, heads: list[np.ndarray], replaced: tuple[np.ndarray, np.ndarray] | None
+    ) -> None:
+        """Write this step's frames: the newest of each next_obs (see ``_store``) and the head frames."""
+        n_heads = sum(len(head) for head in heads)
+        self._reserve_side(n_heads)
+        if n_heads:
+            new = np.arange(self._side_count, self._side_count + n_heads) % self._side_capacity
+            self._side_frames[self._storage.put(new)] = self._storage.put(np.concatenate(heads))
+        self._step_side_start[self._n_added % self._ring] = self._side_count
+        self._side_count += n_heads
+        row = (self._n_added % self._ring) * self.n_envs
+        self._frames[row : row + self.n_envs] = self._storage.put(newest)
+        if replaced is not None:
+            self._frames[self._storage.put(row + replaced[0])] = self._storage.put(replaced[1])
 
     # --- sampling -------------------------------------------------------------------------------------------------
 
