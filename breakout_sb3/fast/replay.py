@@ -50,6 +50,10 @@ class FrameStackReplayBuffer(ReplayBuffer):
     ``storage_device`` it runs there from start to end (random numbers included), without host synchronisation,
     so that it can be captured in a CUDA graph.
 
+    This class adds and keeps the bookkeeping; where its arrays live is ``storage`` (``breakout_sb3.fast.storage``:
+    numpy arrays or torch tensors), and the rebuilding of sampled transitions is ``FrameStackSampler``
+    (``breakout_sb3.fast.sampling``), one code path for both storages.
+
     :param buffer_size: Max number of element in the buffer
     :param observation_space: Observation space: a ``Box`` of ``n_stack`` frames stacked on its first axis
     :param action_space: Action space
