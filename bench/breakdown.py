@@ -11,7 +11,7 @@ Categories (exclusive: a nested region's time is not counted in the region aroun
 - ``act``: choosing the actions (``_sample_action``), of which ``act_net`` is the network (``policy._predict``).
 - ``store``: ``_store_transition`` (the replay's ``add`` included).
 - ``sample``: the replay's ``sample``/``sample_batches``, of which ``sample_gather`` is the copying of the sampled
-  frames (``_gather_frames`` of ``FrameStackReplayBuffer``; all of ``_get_samples`` for SB3's buffer): on a GPU
+  frames (``gather_stacks`` of ``FrameStackReplayBuffer.storage``; all of ``_get_samples`` for SB3's buffer): on a GPU
   with the replay on it, that copy runs on the device.
 - ``update``: the gradient steps (``train`` for SB3's DQN; ``_run_updates`` for ``FastDQN``), of which
   ``update_net`` is the updates' arithmetic (``FastDQN._update``: forward, backward, clipping, Adam; for SB3's DQN
@@ -174,8 +174,10 @@ def instrument(model: OffPolicyAlgorithm, clock: Clock) -> None:
     for method in ("sample", "sample_batches"):
         if hasattr(replay, method):
             clock.hook(replay, method, "sample")
-    for method in ("_gather_frames", "_gather_frames_t") if hasattr(replay, "_gather_frames") else ("_get_samples",):
-        clock.hook(replay, method, "sample_gather")
+    if hasattr(replay, "storage"):  # FrameStackReplayBuffer
+        clock.hook(replay.storage, "gather_stacks", "sample_gather")
+    else:
+        clock.hook(replay, "_get_samples", "sample_gather")
     if hasattr(model, "_run_updates"):  # FastDQN
         clock.hook(model, "_run_updates", "update")
         clock.hook(model, "_update", "update_net")

@@ -391,3 +391,37 @@ def test_sample_batches_never_returns_an_overwritten_transition(storage_device: 
                 float(batch.dones[i, 0]),
             )
             assert transition in held
+
+
+# What earlier versions pickled (protocol 5, all storages as numpy arrays): these attributes, "_gather_out" among them
+EARLIER_PICKLED_ATTRS = (
+    *("buffer_size", "observation_space", "action_space", "obs_shape", "action_dim", "pos", "full", "device"),
+    *("n_envs", "optimize_memory_usage", "handle_timeout_termination", "n_stack", "frame_shape", "storage_device"),
+    *("_ring", "_zero_row", "_frames", "_side_capacity", "_side_frames", "storage_version", "_meta", "_back"),
+    *("actions", "rewards", "dones", "timeouts", "_n_added", "_side_count", "_step_side_start"),
+    *("_last_next_frames", "_last_new_obs", "_last_terminal", "_last_meta", "_last_done", "_has_last"),
+    "_gather_out",
+)
+
+
+@pytest.mark.parametrize("storage_device", [None, "cpu"])
+def test_a_buffer_pickled_by_earlier_versions_loads(storage_device: str | None) -> None:
+    """A replay buffer in the layout earlier versions pickled (in checkpoints) samples what it sampled then."""
+    sb3, fast = fill_both(40, 4, 4, (1, 3, 2), 97, storage_device=storage_device)
+    state = fast.__getstate__()
+    assert set(state) == set(EARLIER_PICKLED_ATTRS) - {"_gather_out"}
+    earlier = {name: state[name] for name in EARLIER_PICKLED_ATTRS if name != "_gather_out"}
+    earlier["_gather_out"] = None
+    loaded = FrameStackReplayBuffer.__new__(FrameStackReplayBuffer)
+    loaded.__setstate__(pickle.loads(pickle.dumps(earlier, protocol=5)))
+    assert loaded.__getstate__().keys() == state.keys() and loaded.sampling_device == fast.sampling_device
+    for seed in range(5):
+        assert_same_samples(sample(sb3, seed), sample(loaded, seed))
+    slots, envs = (grid.ravel() for grid in np.meshgrid(np.arange(10), np.arange(4), indexing="ij"))
+    assert_same_samples(fast.samples_at(slots, envs), loaded.samples_at(slots, envs))
+    np.random.seed(0)
+    th.manual_seed(0)
+    expected = fast.sample_batches(2, 16)
+    np.random.seed(0)
+    th.manual_seed(0)
+    assert_same_samples(expected, loaded.sample_batches(2, 16))

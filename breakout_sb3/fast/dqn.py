@@ -420,7 +420,7 @@ class FastDQN(DQN):
         :raise CudaUpdateError: the GPU ran out of memory or failed otherwise during the capture
         """
         replay = self.replay_buffer
-        in_graph = batched and getattr(replay, "sampling_device", None) == device
+        in_graph = batched and replay.sampling_device == device
         with self._graphs.on_device(device):
             self._set_capturable(True)
             data = None

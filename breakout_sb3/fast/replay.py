@@ -13,23 +13,14 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecNormalize
 
+from breakout_sb3.fast.sampling import FrameStackSampler, StoredTransitions, contiguous
+from breakout_sb3.fast.storage import Array, NumpyStorage, TorchStorage, nbytes
+
 try:
     # Check memory used by replay buffer when possible
     import psutil
 except ImportError:
     psutil = None
-
-Array = np.ndarray | th.Tensor
-
-
-def _torch_dtype(dtype: np.typing.DTypeLike) -> th.dtype:
-    return th.from_numpy(np.zeros(0, dtype=dtype)).dtype
-
-
-def _nbytes(array: Array) -> int:
-    if isinstance(array, th.Tensor):
-        return array.numel() * array.element_size()
-    return array.nbytes
 
 
 class FrameStackReplayBuffer(ReplayBuffer):
@@ -58,6 +49,10 @@ class FrameStackReplayBuffer(ReplayBuffer):
     indices uniform over the stored transitions, as ``sample()`` draws them, but not the same numbers. With a
     ``storage_device`` it runs there from start to end (random numbers included), without host synchronisation,
     so that it can be captured in a CUDA graph.
+
+    This class adds and keeps the bookkeeping; where its arrays live is ``storage`` (``breakout_sb3.fast.storage``:
+    numpy arrays or torch tensors), and the rebuilding of sampled transitions is ``FrameStackSampler``
+    (``breakout_sb3.fast.sampling``), one code path for both storages.
 
     :param buffer_size: Max number of element in the buffer
     :param observation_space: Observation space: a ``Box`` of ``n_stack`` frames stacked on its first axis
@@ -111,29 +106,20 @@ class FrameStackReplayBuffer(ReplayBuffer):
             raise ValueError(f"n_stack={self.n_stack} does not divide the first axis of observations {self.obs_shape}")
         self.frame_shape = (self.obs_shape[0] // self.n_stack, *self.obs_shape[1:])
         self.storage_device = storage_device
-        self._tensor_device = None if storage_device is None else get_device(storage_device)
+        self._storage = self._make_storage(storage_device)
 
         obs_dtype = observation_space.dtype
-        if psutil is not None and self._tensor_device is None:
-            # The frames, which are nearly all of it, before they are allocated
-            frame_bytes = int(np.prod(self.frame_shape)) * np.dtype(obs_dtype).itemsize
-            total_memory_usage = frame_bytes * (self.buffer_size + self.n_stack) * self.n_envs * 65 / 64
-            mem_available = psutil.virtual_memory().available
-            if total_memory_usage > mem_available:
-                warnings.warn(
-                    "This system does not have apparently enough memory to store the complete "
-                    f"replay buffer {total_memory_usage / 1e9:.2f}GB > {mem_available / 1e9:.2f}GB",
-                    stacklevel=2,
-                )
+        if psutil is not None and self._storage.device is None:
+            self._warn_if_short_of_memory()
         # Newest frame of each step's next_obs, in row (step % _ring) * n_envs + env: n_stack more steps than
         # transitions, so that the oldest transition can still rebuild its obs. The last row stays zero.
         self._ring = self.buffer_size + self.n_stack
         self._zero_row = self._ring * self.n_envs
-        self._frames = self._zeros((self._zero_row + 1, *self.frame_shape), obs_dtype)
+        self._frames = self._storage.zeros((self._zero_row + 1, *self.frame_shape), obs_dtype)
         # Head frames of segments (see the class docstring), indexed by their absolute index % _side_capacity;
         # one more row, the last, stays zero
         self._side_capacity = self.n_stack * self.n_envs + self.buffer_size * self.n_envs // 64
-        self._side_frames = self._zeros((self._side_capacity + 1, *self.frame_shape), obs_dtype)
+        self._side_frames = self._storage.zeros((self._side_capacity + 1, *self.frame_shape), obs_dtype)
         # Changes whenever a storage tensor is reallocated (CUDA graphs that read the old one must be captured again)
         self.storage_version = 0
         # Per transition (seg_len, head_len, side_ptr): the number of transitions before it in its segment (at most
@@ -142,12 +128,12 @@ class FrameStackReplayBuffer(ReplayBuffer):
         # How far back from the newest frame of next_obs each frame of (obs, next_obs[-1]) is
         self._back = np.arange(self.n_stack, -1, -1, dtype=np.int64)
 
-        self.actions = self._zeros(
+        self.actions = self._storage.zeros(
             (self.buffer_size, self.n_envs, self.action_dim), self._maybe_cast_dtype(action_space.dtype)
         )
-        self.rewards = self._zeros((self.buffer_size, self.n_envs), np.float32)
-        self.dones = self._zeros((self.buffer_size, self.n_envs), np.float32)
-        self.timeouts = self._zeros((self.buffer_size, self.n_envs), np.float32)
+        self.rewards = self._storage.zeros((self.buffer_size, self.n_envs), np.float32)
+        self.dones = self._storage.zeros((self.buffer_size, self.n_envs), np.float32)
+        self.timeouts = self._storage.zeros((self.buffer_size, self.n_envs), np.float32)
 
         # Host-side state for add(): the number of adds since reset(), the number of head frames written, the
         # latter at the start of each step (to know which head frames are still in use), and each env's last
@@ -162,30 +148,56 @@ class FrameStackReplayBuffer(ReplayBuffer):
         self._last_meta = np.zeros((self.n_envs, 3), dtype=np.int64)
         self._last_done = np.zeros(self.n_envs, dtype=bool)
         self._has_last = np.zeros(self.n_envs, dtype=bool)
-        self._gather_out: np.ndarray | None = None  # what samples_at gathers into, with numpy storage
         self._make_mirrors()
+        self._sampler = self._make_sampler()
+
+    def _warn_if_short_of_memory(self) -> None:
+        """As SB3's ``ReplayBuffer``, for the frames (nearly all of it), before they are allocated."""
+        frame_bytes = int(np.prod(self.frame_shape)) * self.observation_space.dtype.itemsize
+        total_memory_usage = frame_bytes * (self.buffer_size + self.n_stack) * self.n_envs * 65 / 64
+        mem_available = psutil.virtual_memory().available
+        if total_memory_usage > mem_available:
+            warnings.warn(
+                "This system does not have apparently enough memory to store the complete "
+                f"replay buffer {total_memory_usage / 1e9:.2f}GB > {mem_available / 1e9:.2f}GB",
+                stacklevel=3,
+            )
+
+    @staticmethod
+    def _make_storage(storage_device: th.device | str | None) -> NumpyStorage | TorchStorage:
+        return NumpyStorage() if storage_device is None else TorchStorage(get_device(storage_device))
+
+    def _make_sampler(self) -> FrameStackSampler:
+        return FrameStackSampler(
+            self._storage, self.buffer_size, self.n_envs, self.n_stack, self._ring, self.frame_shape, self.action_dim
+        )
 
     def _make_mirrors(self) -> None:
         """On a storage device: the bookkeeping that sampling reads, (seg_len, head_len, side_ptr) and state."""
-        if self._tensor_device is None:
+        if not isinstance(self._storage, TorchStorage):
             self._meta_t = self._state_t = self._back_t = None
             return
         # Copies, also on the CPU (th.as_tensor would share the host arrays' memory there): every write to a mirror
         # is explicit, so the "cpu" storage device tests it
-        self._meta_t = th.tensor(self._meta, device=self._tensor_device)
-        self._state_t = th.zeros(2, dtype=th.int64, device=self._tensor_device)  # n_added, sampling upper bound
-        self._back_t = th.tensor(self._back, device=self._tensor_device)
+        self._meta_t = self._storage.copy(self._meta)
+        self._state_t = self._storage.copy(np.zeros(2, dtype=np.int64))  # n_added, sampling upper bound
+        self._back_t = self._storage.copy(self._back)
         self._write_state()
 
     def _write_state(self) -> None:
         if self._state_t is not None:
             upper = self.buffer_size if self.full else self.pos
-            self._state_t.copy_(self._to_storage(np.array([self._n_added, upper], dtype=np.int64)))
+            self._state_t.copy_(self._storage.put(np.array([self._n_added, upper], dtype=np.int64)))
+
+    @property
+    def storage(self) -> NumpyStorage | TorchStorage:
+        """Where the arrays are: host memory (numpy) or ``storage_device`` (torch); it gathers the sampled frames."""
+        return self._storage
 
     @property
     def sampling_device(self) -> th.device | None:
         """The device ``sample_batches`` draws and gathers on (its index included); None: numpy storage."""
-        return None if self._tensor_device is None else self._frames.device
+        return self._storage.device
 
     def sampling_key(self) -> tuple:
         """
@@ -206,7 +218,7 @@ class FrameStackReplayBuffer(ReplayBuffer):
         arrays += [self._last_meta, self._last_done, self._has_last]
         # The last next_obs: a reference to the caller's array after add_step(), a copy after add()
         arrays.append(np.empty((self.n_envs, *self.obs_shape), dtype=self.observation_space.dtype))
-        return sum(_nbytes(array) for array in arrays if array is not None) / (self.buffer_size * self.n_envs)
+        return sum(nbytes(array) for array in arrays if array is not None) / (self.buffer_size * self.n_envs)
 
     def reset(self) -> None:
         super().reset()
@@ -323,7 +335,38 @@ class FrameStackReplayBuffer(ReplayBuffer):
         Store one transition per env: ``newest`` is the newest frame of each next_obs, but for the envs of
         ``replaced`` (envs, their newest frames) if given.
         """
-        meta = np.empty((self.n_envs, 3), dtype=np.int64)  # seg_len, head_len, side_ptr
+        meta, heads = self._segments(obs_frames, continues)
+        self._write_frames(newest, heads, replaced)
+        self._meta[self.pos] = meta
+        if self._meta_t is not None:
+            self._meta_t[self.pos] = self._storage.put(meta)
+        self._last_meta = meta
+        self._last_done = np.asarray(done, dtype=bool).reshape(self.n_envs)
+        self._has_last[:] = True
+
+        # Reshape to handle multi-dim and discrete action spaces, see GH #970 #1392
+        action = np.asarray(action).reshape((self.n_envs, self.action_dim))
+        self.actions[self.pos] = self._storage.put(action.astype(self._maybe_cast_dtype(self.action_space.dtype)))
+        self.rewards[self.pos] = self._storage.put(np.asarray(reward, dtype=np.float32))
+        self.dones[self.pos] = self._storage.put(np.asarray(done, dtype=np.float32))
+        if self.handle_timeout_termination:
+            self.timeouts[self.pos] = self._storage.put(np.asarray(timeouts, dtype=np.float32))
+
+        self._n_added += 1
+        self.pos += 1
+        if self.pos == self.buffer_size:
+            self.full = True
+            self.pos = 0
+        self._write_state()
+
+    def _segments(self, obs_frames: np.ndarray, continues: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """
+        :param obs_frames: each env's obs, split in frames
+        :param continues: per env, whether its obs is its previous next_obs
+        :return: each env's ``(seg_len, head_len, side_ptr)`` for this transition, and the head frames of the
+            segments it starts (in the order of the envs), which go to the side ring after its ``_side_count`` frames
+        """
+        meta = np.empty((self.n_envs, 3), dtype=np.int64)
         meta[:, 0] = np.minimum(self._last_meta[:, 0] + 1, self.n_stack)
         meta[:, 1:] = self._last_meta[:, 1:]
         side_count = self._side_count
@@ -335,64 +378,34 @@ class FrameStackReplayBuffer(ReplayBuffer):
             heads.append(obs_frames[env_idx, first:])
             side_count += self.n_stack - first
             meta[env_idx] = (0, self.n_stack - first, side_count - 1)
+        return meta, heads
 
-        self._reserve_side(side_count - self._side_count)
-        if side_count > self._side_count:
-            new = np.arange(self._side_count, side_count) % self._side_capacity
-            self._side_frames[self._to_storage(new)] = self._to_storage(np.concatenate(heads))
+    def _write_frames(
+        self, newest: np.ndarray, heads: list[np.ndarray], replaced: tuple[np.ndarray, np.ndarray] | None
+    ) -> None:
+        """Write this step's frames: the newest of each next_obs (see ``_store``) and the head frames."""
+        n_heads = sum(len(head) for head in heads)
+        self._reserve_side(n_heads)
+        if n_heads:
+            new = np.arange(self._side_count, self._side_count + n_heads) % self._side_capacity
+            self._side_frames[self._storage.put(new)] = self._storage.put(np.concatenate(heads))
         self._step_side_start[self._n_added % self._ring] = self._side_count
-        self._side_count = side_count
+        self._side_count += n_heads
         row = (self._n_added % self._ring) * self.n_envs
-        self._frames[row : row + self.n_envs] = self._to_storage(newest)
+        self._frames[row : row + self.n_envs] = self._storage.put(newest)
         if replaced is not None:
-            self._frames[self._to_storage(row + replaced[0])] = self._to_storage(replaced[1])
-
-        self._meta[self.pos] = meta
-        if self._meta_t is not None:
-            self._meta_t[self.pos] = self._to_storage(meta)
-        self._last_meta = meta
-        self._last_done = np.asarray(done, dtype=bool).reshape(self.n_envs)
-        self._has_last[:] = True
-
-        # Reshape to handle multi-dim and discrete action spaces, see GH #970 #1392
-        action = np.asarray(action).reshape((self.n_envs, self.action_dim))
-        self.actions[self.pos] = self._to_storage(action.astype(self._maybe_cast_dtype(self.action_space.dtype)))
-        self.rewards[self.pos] = self._to_storage(np.asarray(reward, dtype=np.float32))
-        self.dones[self.pos] = self._to_storage(np.asarray(done, dtype=np.float32))
-        if self.handle_timeout_termination:
-            self.timeouts[self.pos] = self._to_storage(np.asarray(timeouts, dtype=np.float32))
-
-        self._n_added += 1
-        self.pos += 1
-        if self.pos == self.buffer_size:
-            self.full = True
-            self.pos = 0
-        self._write_state()
+            self._frames[self._storage.put(row + replaced[0])] = self._storage.put(replaced[1])
 
     # --- sampling -------------------------------------------------------------------------------------------------
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
         # Sample randomly the env idx, as ReplayBuffer._get_samples does
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        transitions = batch_inds * self.n_envs + env_indices
-        stacks = self._gather_frames(*self._stack_index(batch_inds, env_indices))
-        if self._tensor_device is not None:
-            transitions = th.as_tensor(transitions, device=self._tensor_device)
-        dones = self._take(self.dones.reshape(-1), transitions)
-        timeouts = self._take(self.timeouts.reshape(-1), transitions)
-        data = [
-            stacks[:, :-1].reshape(len(batch_inds), *self.obs_shape),
-            self._take(self.actions.reshape(-1, self.action_dim), transitions),
-            stacks[:, 1:].reshape(len(batch_inds), *self.obs_shape),
-            # Only use dones that are not due to timeouts
-            # deactivated by default (timeouts is initialized as an array of False)
-            (dones * (1 - timeouts)).reshape(-1, 1),
-            self._take(self.rewards.reshape(-1), transitions).reshape(-1, 1),
-        ]
-        for i in (0, 2):
-            data[i] = data[i].contiguous() if isinstance(data[i], th.Tensor) else np.ascontiguousarray(data[i])
+        slots, envs = self._storage.index(batch_inds), self._storage.index(env_indices)
+        data = self._sampler.transitions(self._stored_transitions(), slots, envs, reuse=False)
+        data[0], data[2] = contiguous(data[0]), contiguous(data[2])
         if env is not None:
-            data = [array.cpu().numpy() if isinstance(array, th.Tensor) else array for array in data]
+            data = [self._storage.to_numpy(array) for array in data]
             data[0] = self._normalize_obs(data[0], env)
             data[2] = self._normalize_obs(data[2], env)
             data[4] = self._normalize_reward(data[4], env)
@@ -413,124 +426,33 @@ class FrameStackReplayBuffer(ReplayBuffer):
 
     def _draw_indices(self, n: int) -> tuple[Array, Array]:
         """:return: ``n`` slots and envs, each pair uniform over the stored transitions, where the storage is"""
-        if self._tensor_device is None:
+        if self._state_t is None:
             upper = self.buffer_size if self.full else self.pos
-            return np.random.randint(0, upper, size=n), np.random.randint(0, self.n_envs, size=n)
-        assert self._state_t is not None
-        # int64 draws modulo the number of stored slots (a bias under 2**-40), read on the device, not the host
-        slots = th.randint(0, 2**62, (n,), device=self._tensor_device) % self._state_t[1]
-        envs = th.randint(0, self.n_envs, (n,), device=self._tensor_device)
-        return slots, envs
+            return self._storage.draw(n, upper, self.n_envs)
+        # The number of stored slots as the device reads it, not the host
+        return self._storage.draw(n, self._state_t[1], self.n_envs)
 
     def samples_at(self, slots: Array, envs: Array) -> ReplayBufferSamples:
         """
         :return: the transitions in ``slots`` of ``envs``, as SB3's ``ReplayBuffer`` stores them, on ``device``
             (observations: with numpy storage, views of an array that the next call overwrites)
         """
-        n = len(slots)
-        if self._tensor_device is None:
-            slots, envs = np.asarray(slots), np.asarray(envs)
-            # Into the same array at every call: a fresh one per vector step costs page faults in the gather and
-            # unmapping afterwards
-            shape = (n * (self.n_stack + 1), *self.frame_shape)
-            if self._gather_out is None or self._gather_out.shape != shape:
-                self._gather_out = np.empty(shape, dtype=self.observation_space.dtype)
-            stacks = self._gather_frames(*self._stack_index(slots, envs), out=self._gather_out)
-        else:
-            slots = th.as_tensor(slots, device=self._tensor_device)
-            envs = th.as_tensor(envs, device=self._tensor_device)
-            stacks = self._gather_frames_t(*self._stack_index_t(slots, envs))
-        transitions = slots * self.n_envs + envs
-        dones = self._take(self.dones.reshape(-1), transitions)
-        timeouts = self._take(self.timeouts.reshape(-1), transitions)
-        data = [
-            stacks[:, :-1].reshape(n, *self.obs_shape),
-            self._take(self.actions.reshape(-1, self.action_dim), transitions),
-            stacks[:, 1:].reshape(n, *self.obs_shape),
-            (dones * (1 - timeouts)).reshape(-1, 1),
-            self._take(self.rewards.reshape(-1), transitions).reshape(-1, 1),
-        ]
+        slots, envs = self._storage.index(slots), self._storage.index(envs)
+        data = self._sampler.transitions(self._stored_transitions(), slots, envs, reuse=True)
         return ReplayBufferSamples(*(self._to_device(array) for array in data))
+
+    def _stored_transitions(self) -> StoredTransitions:
+        """What sampling reads, where the storage is: on a storage device, the copies of the bookkeeping there."""
+        meta, back, n_added = self._meta, self._back, self._n_added
+        if self._state_t is not None:
+            meta, back, n_added = self._meta_t, self._back_t, self._state_t[0]
+        return StoredTransitions(
+            self._frames, self._side_frames, meta, back, n_added, self.actions, self.rewards, self.dones, self.timeouts
+        )
 
     def _to_device(self, array: Array) -> th.Tensor:
         tensor = th.from_numpy(array) if isinstance(array, np.ndarray) else array
         return tensor if tensor.device == self.device else tensor.to(self.device, non_blocking=True)
-
-    def _stack_index(self, slots: np.ndarray, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """
-        Where the ``n_stack + 1`` frames of the sampled transitions (obs, then the newest frame of next_obs) are.
-        Counting back from the newest frame of next_obs, frame ``k`` is the ``_frames`` row of step ``step - k``
-        while ``k < n_main`` (the transition's ``seg_len + 1``), then head frame ``side_ptr - (k - n_main)`` while
-        ``k < n_main + head_len``, then zero padding.
-
-        :param slots: sampled slots
-        :param envs: sampled envs
-        :return: per transition and frame, the ``_frames`` row (the zero row for head frames and padding); the
-            positions of the head frames among those, and their ``_side_frames`` rows
-        """
-        last = self._n_added - 1
-        steps = last - (last - slots) % self.buffer_size
-        meta = self._meta.reshape(-1, 3)[slots * self.n_envs + envs]
-        back_in_head = self._back - (meta[:, 0:1] + 1)
-        # ((step - k) % ring) * n_envs + env, with the modulo on one number per transition
-        rows = ((steps % self._ring) * self.n_envs + envs)[:, None] - self._back * self.n_envs
-        rows[rows < 0] += self._ring * self.n_envs
-        in_head = back_in_head >= 0
-        rows[in_head] = self._zero_row
-        head_positions = np.flatnonzero(in_head & (back_in_head < meta[:, 1:2]))
-        head_rows = (meta[:, 2:3] - back_in_head).ravel()[head_positions] % self._side_capacity
-        return rows, head_positions, head_rows
-
-    def _gather_frames(
-        self, rows: np.ndarray, head_positions: np.ndarray, head_rows: np.ndarray, out: np.ndarray | None = None
-    ) -> Array:
-        """
-        :param out: where to gather (numpy storage), ``(transitions * (n_stack + 1), *frame_shape)``; None: a new
-            array
-        :return: the frames of ``_stack_index``: ``(transitions, n_stack + 1, *frame_shape)``
-        """
-        n = len(rows)
-        if self._tensor_device is not None:
-            rows, head_positions, head_rows = (
-                th.as_tensor(array, device=self._tensor_device) for array in (rows, head_positions, head_rows)
-            )
-        if out is not None:
-            # mode="clip" (the rows are all valid) is the one that writes into out without a temporary array
-            stacks = np.take(self._frames, rows.reshape(-1), axis=0, out=out, mode="clip")
-        else:
-            stacks = self._take(self._frames, rows.reshape(-1))
-        stacks[head_positions] = self._take(self._side_frames, head_rows)
-        return stacks.reshape(n, self.n_stack + 1, *self.frame_shape)
-
-    def _stack_index_t(self, slots: th.Tensor, envs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """
-        ``_stack_index`` computed on the storage device, without a host synchronisation (no data-dependent shape):
-        :return: per transition and frame, the ``_frames`` row and the ``_side_frames`` row, one of which is the
-            zero row of its ring
-        """
-        assert self._meta_t is not None and self._state_t is not None and self._back_t is not None
-        last = self._state_t[0] - 1
-        steps = last - (last - slots) % self.buffer_size
-        meta = self._meta_t[slots, envs]
-        back_in_head = self._back_t - (meta[:, 0:1] + 1)
-        rows = ((steps[:, None] - self._back_t) % self._ring) * self.n_envs + envs[:, None]
-        rows = th.where(back_in_head >= 0, self._zero_row, rows)
-        from_head = (back_in_head >= 0) & (back_in_head < meta[:, 1:2])
-        head_rows = th.where(from_head, (meta[:, 2:3] - back_in_head) % self._side_capacity, self._side_capacity)
-        return rows, head_rows
-
-    def _gather_frames_t(self, rows: th.Tensor, head_rows: th.Tensor) -> th.Tensor:
-        """:return: the frames of ``_stack_index_t``: ``(transitions, n_stack + 1, *frame_shape)``"""
-        stacks = self._take(self._frames, rows.reshape(-1)) | self._take(self._side_frames, head_rows.reshape(-1))
-        return stacks.reshape(len(rows), self.n_stack + 1, *self.frame_shape)
-
-    @staticmethod
-    def _take(array: Array, index: Array) -> Array:
-        """:return: ``array[index]`` (along the first axis), a copy"""
-        if isinstance(array, th.Tensor):
-            # Much faster than indexing on CPU, and with an index tensor it never waits for the device
-            return array.index_select(0, index)
-        return array[index]
 
     # --- storage --------------------------------------------------------------------------------------------------
 
@@ -545,8 +467,8 @@ class FrameStackReplayBuffer(ReplayBuffer):
         if needed <= capacity:
             return
         new_capacity = max(needed, capacity + capacity // 8)
-        frames = self._zeros((new_capacity + 1, *self.frame_shape), self.observation_space.dtype)
-        in_use = self._to_storage(np.arange(oldest, self._side_count))
+        frames = self._storage.zeros((new_capacity + 1, *self.frame_shape), self.observation_space.dtype)
+        in_use = self._storage.put(np.arange(oldest, self._side_count))
         frames[in_use % new_capacity] = self._side_frames[in_use % capacity]
         self._side_frames, self._side_capacity = frames, new_capacity
         self.storage_version += 1
@@ -559,40 +481,22 @@ class FrameStackReplayBuffer(ReplayBuffer):
         obs = obs.astype(self.observation_space.dtype, copy=False)
         return obs.reshape(n, self.n_stack, *self.frame_shape)
 
-    def _zeros(self, shape: tuple[int, ...], dtype: np.typing.DTypeLike) -> Array:
-        if self._tensor_device is None:
-            # Written now rather than left to the OS to map at first write (np.zeros), which would slow add() with
-            # page faults while the replay fills
-            array = np.empty(shape, dtype=dtype)
-            array.fill(0)
-            return array
-        return th.zeros(shape, dtype=_torch_dtype(dtype), device=self._tensor_device)
-
-    def _to_storage(self, array: np.ndarray) -> Array:
-        if self._tensor_device is None:
-            return array
-        tensor = th.from_numpy(np.ascontiguousarray(array))
-        if self._tensor_device.type != "cuda":
-            return tensor.to(self._tensor_device)
-        # Through pinned memory: a copy from pageable memory would make the host wait for the GPU's queued work
-        # (the updates launched before this add), where it can go on with the step's bookkeeping
-        return tensor.pin_memory().to(self._tensor_device, non_blocking=True)
-
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_tensor_device"]
-        state["_gather_out"] = None
-        for name in self._MIRROR_ATTRS:
+        # Rebuilt from storage_device and the arrays when unpickled
+        for name in ("_storage", "_sampler", *self._MIRROR_ATTRS):
             del state[name]
         for name in self._STORAGE_ATTRS:
-            if isinstance(state[name], th.Tensor):
-                state[name] = state[name].cpu().numpy()
+            state[name] = self._storage.to_numpy(state[name])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        # Pickled by earlier versions, which kept numpy storage's gather array in the buffer (always None there)
+        state.pop("_gather_out", None)
         self.__dict__.update(state)
-        self._tensor_device = None if self.storage_device is None else get_device(self.storage_device)
-        if self._tensor_device is not None:
-            for name in self._STORAGE_ATTRS:
-                setattr(self, name, th.as_tensor(getattr(self, name), device=self._tensor_device))
+        self._storage = self._make_storage(self.storage_device)
+        for name in self._STORAGE_ATTRS:
+            setattr(self, name, self._storage.from_numpy(getattr(self, name)))
         self._make_mirrors()
+        self._sampler = self._make_sampler()
