@@ -21,9 +21,9 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from breakout_sb3.config import atari_wrapper_kwargs
+from breakout_sb3.atari_settings import AtariSettings
 from breakout_sb3.devices import check_device
-from breakout_sb3.env import STICKY_ACTIONS, atari_env_kwargs
+from breakout_sb3.env import atari_env_kwargs
 from breakout_sb3.errors import BreakoutSB3Error, first_line, os_error_line
 from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from breakout_sb3.monitor_clock import continue_monitor_clocks
@@ -115,7 +115,7 @@ class BreakoutExperimentManager(ExperimentManager):
         self.resume = resume
         self.config_entry = config_entry
         self.vec_env_kind = "sb3"
-        self._saved_env_wrapper: Any = None
+        self.atari_settings = AtariSettings()
         self._end_message = ""
         if resume is not None:
             self.save_path = str(resume.run_dir)
@@ -151,7 +151,7 @@ class BreakoutExperimentManager(ExperimentManager):
 
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):
         self.vec_env_kind = hyperparams.pop("vec_env", "sb3")
-        self._saved_env_wrapper = hyperparams.get("env_wrapper")
+        self.atari_settings = AtariSettings.of(hyperparams)
         buffer_class = hyperparams.get("replay_buffer_class")
         if isinstance(buffer_class, str) and "." in buffer_class:
             hyperparams["replay_buffer_class"] = get_class_by_name(buffer_class)
@@ -197,17 +197,16 @@ class BreakoutExperimentManager(ExperimentManager):
                 continue_monitor_clocks(env)
             return env
         # AtariWrapper's no-ops and frame skip, and its frame limit counted in agent steps
-        wrapper = atari_wrapper_kwargs(self._saved_env_wrapper)
-        frame_skip = wrapper.get("frame_skip", 4)
-        max_frames = self.env_kwargs.get("max_episode_steps")
+        atari = self.atari_settings
+        frame_skip, max_frames = atari.frame_skip, atari.max_episode_steps
         return AleVecEnv(
             game=gym.spec(self.env_name.gym_id).kwargs["game"],
             n_envs=n_envs,
             seed=self.seed,
-            noop_max=wrapper.get("noop_max", 30),
+            noop_max=atari.noop_max,
             frame_skip=frame_skip,
             max_episode_steps=max_frames // frame_skip if max_frames else None,
-            repeat_action_probability=self.env_kwargs.get(STICKY_ACTIONS, 0.0),
+            repeat_action_probability=atari.repeat_action_probability or 0.0,
             env_id=self.env_name.gym_id,
             monitor_file=None if no_log else str(Path(self.save_path) / "0.monitor.csv"),
             monitor_append=self.resume is not None,
