@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+import types
 import typing
 from typing import Annotated, Any
 
@@ -55,7 +56,7 @@ def scalar_type(annotation: Any) -> type | None:
         return scalar_type(typing.get_args(annotation)[0])
     if origin is typing.Literal:
         return type(typing.get_args(annotation)[0])
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+    if origin in (typing.Union, types.UnionType):
         return scalar_type(typing.get_args(annotation)[0])
     return annotation if isinstance(annotation, type) else None
 

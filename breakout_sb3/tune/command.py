@@ -20,7 +20,7 @@ from breakout_sb3.manager import CheckpointOptions
 from breakout_sb3.ranges import TRAIN_FLAGS, check
 from breakout_sb3.settings import TUNE, TUNE_ZOO, Seed
 from breakout_sb3.tune.manager import TuneExperimentManager
-from breakout_sb3.tune.plan import build_plan
+from breakout_sb3.tune.plan import DEFAULT_TRIAL_STEPS, build_plan
 from breakout_sb3.tune.storage import Heartbeat
 from breakout_sb3.zoo_args import integer_flag, parse_zoo_flags
 from breakout_sb3.zoo_train import zoo_train
@@ -41,8 +41,7 @@ rl-zoo3's flags pass through, with these defaults:
   --storage URL              sqlite:///<log folder>/tune.db; any URL Optuna accepts (postgresql://user@host/db),
                              or a journal file ending in .log
   --study-name NAME          <env>[-fast]-tune-<n>-steps (required with a server storage)
-  -n N                       agent steps per trial: {TUNE_ZOO["--n-timesteps"].default} (a seed sweep: the entry's \
-n_timesteps)
+  -n N                       agent steps per trial: {DEFAULT_TRIAL_STEPS} (a seed sweep: the entry's n_timesteps)
   --n-trials N               trials this worker runs (500, rl-zoo3's; a seed sweep: as many as seeds)
   --sampler {"|".join(SAMPLERS)}, --pruner {"|".join(PRUNERS)}, --n-startup-trials N, --n-evaluations N,
   --eval-episodes N, --max-total-trials N, --n-jobs N, -params key:value (fixed, not searched), -f, --seed,
