@@ -8,27 +8,27 @@ import importlib.metadata
 import json
 import platform
 import sys
+import textwrap
 from typing import Any, NoReturn
 
-from breakout_sb3 import ENV_ID, __version__
+from breakout_sb3 import ENV_ID, __version__, settings
 from breakout_sb3.errors import BreakoutSB3Error, first_line
-from breakout_sb3.precision import FLOAT32, PRECISIONS
+from breakout_sb3.flags import add_flags, help_rows, help_usage
 
-TRAIN_HELP = """\
-breakout-sb3 train [--fast] [--precision P] [--checkpoint-without-replay] [--keep-checkpoints K] [--no-progress]
-                   [rl-zoo3 flags]
 
-  --fast                       the fast configuration: FastDQN on ale-py's vector env, the YAML's
-                               <env>-fast entry (or atari-fast): the recipe, run fast
-  --precision {float32,bf16}   the update's arithmetic (default float32); bf16: mixed precision, the networks under
-                               bf16 autocast, on CPUs with AVX-512 BF16 or AMX and GPUs with bf16 (docs/fast.md)
-  --checkpoint-without-replay  checkpoints hold the model and callback state only (resume then refills the replay)
-  --keep-checkpoints K         keep the K newest checkpoints (default: the YAML's keep_last, 2 in the recipe)
-  --no-progress                no progress bar (shown by default: steps/s and ETA)
+def _train_help() -> str:
+    recipe = [f"{flag} {setting.default}" for flag, setting in settings.ZOO_TRAIN.items() if setting.default]
+    defaults = ["--algo dqn", f"--env {ENV_ID}", "--conf-file hyperparams/dqn.yml", *recipe, "--progress."]
+    return f"""\
+{help_usage("breakout-sb3 train", settings.TRAIN, "[rl-zoo3 flags]")}
 
-Defaults: --algo dqn --env BreakoutNoFrameskip-v4 --conf-file hyperparams/dqn.yml --seed 42 --eval-freq -1
---log-interval 100 --progress. rl-zoo3's flags follow.
+{help_rows(settings.TRAIN, column=31)}
+
+{textwrap.fill(f"Defaults: {' '.join(defaults)} rl-zoo3's flags follow.", width=116, break_on_hyphens=False)}
 """
+
+
+TRAIN_HELP = _train_help()
 
 
 # what `breakout-sb3 --version` reports besides breakout-sb3: the line a bug report needs
@@ -82,86 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         help="train with rl-zoo3 and hyperparams/dqn.yml; every rl-zoo3 train flag works (train -h lists them)",
     )
-    train.add_argument("--fast", action="store_true")
-    train.add_argument("--precision", choices=PRECISIONS, default=FLOAT32)
-    train.add_argument("--checkpoint-without-replay", action="store_true")
-    train.add_argument("--keep-checkpoints", type=int, metavar="K")
-    train.add_argument("--no-progress", action="store_true")
-
+    add_flags(train, settings.TRAIN)
     resume = commands.add_parser("resume", help="continue a run from its newest complete checkpoint")
-    resume.add_argument("run", help="the run folder (logs/dqn/BreakoutNoFrameskip-v4_<n>)")
-    resume.add_argument(
-        "-n", "--n-timesteps", type=int, help="further agent steps (default: up to the run's original n_timesteps)"
-    )
-    resume.add_argument(
-        "--refill-steps",
-        type=int,
-        default=50_000,
-        help="transitions collected before training resumes, if the checkpoint has no replay buffer (default: 50000)",
-    )
-    resume.add_argument("--no-progress", action="store_true", help="no progress bar")
-
+    add_flags(resume, settings.RESUME)
     check = commands.add_parser(
         "check",
         help="check a run folder without changing it: each checkpoint's files, the CSV and Monitor files, and where "
         "resume would start (exit 0: resumable as it is, 1: not, 2: not a run folder)",
     )
-    check.add_argument("run", help="the run folder (logs/dqn/BreakoutNoFrameskip-v4_<n>)")
-    check.add_argument("--json", action="store_true", help="print the report as JSON")
-
+    add_flags(check, settings.CHECK)
     evaluate = commands.add_parser("evaluate", help="play full games with a model zip and report the score")
-    _add_model_arguments(evaluate, episodes=10)
-    evaluate.add_argument("--json", metavar="PATH", help="also write the scores and their statistics as JSON")
-
+    add_flags(evaluate, settings.EVALUATE)
     record = commands.add_parser("record", help="record full games played by a model as an mp4")
-    _add_model_arguments(record, episodes=1)
-    record.add_argument("--out", default="game.mp4", help="the mp4 to write (default: game.mp4)")
-
-    _add_plot_parser(commands)
-    _add_tune_parser(commands)
-    return parser
-
-
-def _add_plot_parser(commands: Any) -> None:
+    add_flags(record, settings.RECORD)
     plot = commands.add_parser("plot", help="draw the learning curve of one or more runs as a PNG")
-    plot.add_argument("runs", nargs="*", help="run folders or training_stats.csv files (several: overlaid)")
-    plot.add_argument(
-        "--mean",
-        nargs="+",
-        action="append",
-        metavar="RUN",
-        help="runs of one configuration (e.g. seeds) drawn as their mean ± standard error; repeat for more groups",
-    )
-    plot.add_argument("--out", default="curve.png", help="the PNG to write (default: curve.png)")
-    plot.add_argument("--threshold", type=float, default=40.0, help="stop threshold line (default: 40)")
-
-
-def _add_tune_parser(commands: Any) -> None:
+    add_flags(plot, settings.PLOT)
     tune = commands.add_parser(
         "tune",
         add_help=False,
         help="search hyperparameters, or sweep seeds, as one worker of an Optuna study (tune -h lists its flags)",
     )
-    tune.add_argument("--fast", action="store_true")
-    tune.add_argument("--seeds", type=int, nargs="+", metavar="S")
-    tune.add_argument("--heartbeat-interval", type=int, default=20, metavar="S")
-    tune.add_argument("--grace-period", type=int, default=120, metavar="S")
-    tune.add_argument("--max-retry", type=int, default=3, metavar="N")
-    tune.add_argument("--db-wait", type=int, default=600, metavar="S")
-
-
-def _add_model_arguments(parser: argparse.ArgumentParser, episodes: int) -> None:
-    parser.add_argument("model", help="a model zip, or a run folder (its final model is used)")
-    parser.add_argument("--episodes", type=int, default=episodes, help=f"full games to play (default: {episodes})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the env and of exploration (default: 0)")
-    parser.add_argument(
-        "--epsilon",
-        type=float,
-        default=None,
-        help="probability of a random action (default: 0.05, as the DQN papers evaluate; 0 for greedy)",
-    )
-    parser.add_argument("--env", help=f"environment id (default: the run's, else {ENV_ID})")
-    parser.add_argument("--device", default="auto", help="torch device (default: auto)")
+    add_flags(tune, settings.TUNE)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +138,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
 
         if {"-h", "--help"} & set(rest):
             print(TRAIN_HELP)
-        ranges.check_flags({"--keep-checkpoints": args.keep_checkpoints}, ranges.TRAIN_FLAGS, "train")
+        ranges.check_flags(_given(args, ranges.ranges_of(settings.TRAIN)), ranges.TRAIN_FLAGS, "train")
         if OPTIMIZE_FLAGS & set(rest):  # rl-zoo3's hyperparameter optimization is `breakout-sb3 tune`
             from breakout_sb3.tune import tune
 
@@ -207,8 +149,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     elif args.command == "resume":
         from breakout_sb3.resume import resume
 
-        flags = {"--n-timesteps": args.n_timesteps, "--refill-steps": args.refill_steps}
-        ranges.check_flags(flags, ranges.RESUME_FLAGS, "resume")
+        ranges.check_flags(_given(args, ranges.RESUME_FLAGS), ranges.RESUME_FLAGS, "resume")
         resume(args.run, n_timesteps=args.n_timesteps, refill_steps=args.refill_steps, progress=not args.no_progress)
     elif args.command == "check":
         from breakout_sb3.check import NOT_RESUMABLE, RESUMABLE, check_run
@@ -233,12 +174,12 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     elif args.command == "plot":
         from breakout_sb3.plot import plot
 
-        ranges.check_flags({"--threshold": args.threshold}, ranges.PLOT_FLAGS, "plot")
+        ranges.check_flags(_given(args, ranges.PLOT_FLAGS), ranges.PLOT_FLAGS, "plot")
         print(plot(args.runs, out=args.out, threshold=args.threshold, mean_groups=args.mean))
     elif args.command == "tune":
         from breakout_sb3.tune import Heartbeat, TuneOptions, tune
 
-        ranges.check_flags({"--db-wait": args.db_wait}, ranges.TUNE_FLAGS, "tune")
+        ranges.check_flags(_given(args, ranges.TUNE_FLAGS), ranges.TUNE_FLAGS, "tune")
         heartbeat = Heartbeat(args.heartbeat_interval, args.grace_period, args.max_retry)
         tune(rest, fast=args.fast, options=TuneOptions(seeds=args.seeds, heartbeat=heartbeat, db_wait=args.db_wait))
     return 0
@@ -251,10 +192,13 @@ def _model_arguments(args: argparse.Namespace, flag_ranges: dict[str, Any], comm
     :return: the arguments ``evaluate`` and ``record`` share, checked
     """
     from breakout_sb3 import ranges
-    from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
     from breakout_sb3.model_files import run_env_id
 
-    epsilon = DEFAULT_EVAL_EPSILON if args.epsilon is None else args.epsilon
     env_id = args.env or run_env_id(args.model) or ENV_ID
-    ranges.check_flags({"--episodes": args.episodes, "--seed": args.seed, "--epsilon": epsilon}, flag_ranges, command)
-    return dict(env_id=env_id, episodes=args.episodes, seed=args.seed, epsilon=epsilon, device=args.device)
+    ranges.check_flags(_given(args, flag_ranges), flag_ranges, command)
+    return dict(env_id=env_id, episodes=args.episodes, seed=args.seed, epsilon=args.epsilon, device=args.device)
+
+
+def _given(args: argparse.Namespace, flags: dict[str, Any]) -> dict[str, Any]:
+    """:return: the value argparse read for each of ``flags`` (None: not given, and no default)"""
+    return {flag: getattr(args, flag.lstrip("-").replace("-", "_")) for flag in flags}

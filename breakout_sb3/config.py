@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,25 +11,16 @@ from typing import Any
 import yaml
 from rl_zoo3.utils import get_class_by_name
 
+from breakout_sb3 import settings
 from breakout_sb3.errors import BreakoutSB3Error, first_line
 from callbacks.validation import describe, matches, shown
 
-# Keys rl-zoo3's ExperimentManager consumes itself; the others go to the algorithm's constructor.
-ZOO_KEYS: dict[str, Any] = {
-    "n_timesteps": float,  # an int is a valid float
-    "n_envs": int,
-    "frame_stack": int,
-    "env_wrapper": str | list | dict,
-    "vec_env_wrapper": str | list | dict,
-    "callback": str | list | dict,
-    "normalize": bool | str | dict,
-    "env_kwargs": dict,
-    "monitor_kwargs": dict | str,
-    "noise_type": str,
-    "noise_std": float,
+# Keys rl-zoo3's ExperimentManager consumes itself (the others go to the algorithm's constructor), and keys
+# breakout-sb3's ExperimentManager consumes (hyperparams/dqn.yml's fast entry): their types and ranges are the table's.
+ZOO_KEYS: dict[str, Any] = {key: setting.annotation for key, setting in settings.ZOO_KEYS.items()}
+BREAKOUT_SB3_KEYS: dict[str, tuple[str, ...]] = {
+    key: typing.get_args(setting.annotation) for key, setting in settings.BREAKOUT_SB3_KEYS.items()
 }
-# Keys breakout-sb3's ExperimentManager consumes (hyperparams/dqn.yml's fast entry).
-BREAKOUT_SB3_KEYS: dict[str, tuple[str, ...]] = {"vec_env": ("sb3", "ale")}
 # Constructor arguments rl-zoo3 passes from its command line: in the YAML they would be passed twice.
 ZOO_COMMAND_LINE_KEYS = {
     "seed": "--seed",

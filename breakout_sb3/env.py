@@ -13,13 +13,8 @@ from rl_zoo3.utils import get_saved_hyperparams, get_wrapper_class
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
-from breakout_sb3.config import (
-    atari_wrapper_kwargs,
-    default_config_path,
-    hyperparams_for,
-    read_config,
-    uses_atari_wrapper,
-)
+from breakout_sb3.atari_settings import AtariSettings
+from breakout_sb3.config import default_config_path, hyperparams_for, read_config
 from breakout_sb3.errors import BreakoutSB3Error
 
 # ale-py's AtariEnv arguments: the emulator frames per env step, and the probability that the emulator repeats the
@@ -71,10 +66,10 @@ def atari_env_kwargs(env_id: str, hyperparams: dict[str, Any], where: str) -> di
     if not is_atari(env_id):
         return env_kwargs
     own = gym.spec(env_id).kwargs
-    wrapper = atari_wrapper_kwargs(hyperparams.get("env_wrapper"))
-    frame_skip = wrapper.get("frame_skip", 4) if uses_atari_wrapper(hyperparams.get("env_wrapper")) else 1
+    atari = AtariSettings.of(hyperparams)
+    frame_skip = atari.wrapper_frame_skip
     if frame_skip > 1:
-        given = env_kwargs.get(FRAMESKIP, 1)
+        given = 1 if atari.frameskip is None else atari.frameskip
         if given != 1:
             frames = given * frame_skip if isinstance(given, int) else f"{given!r} x {frame_skip}"
             raise BreakoutSB3Error(
@@ -82,10 +77,12 @@ def atari_env_kwargs(env_id: str, hyperparams: dict[str, Any], where: str) -> di
                 f"each action {frames} emulator frames; AtariWrapper skips the frames: leave frameskip out (it is set "
                 "to 1) or give AtariWrapper frame_skip 1"
             )
-    env_kwargs[FRAMESKIP] = 1 if frame_skip > 1 else env_kwargs.get(FRAMESKIP, own[FRAMESKIP])
-    env_kwargs.setdefault(STICKY_ACTIONS, own[STICKY_ACTIONS])
-    wrapper_sticky = wrapper.get("action_repeat_probability", 0.0)
-    if wrapper_sticky > 0 and env_kwargs[STICKY_ACTIONS] > 0:
+    env_frameskip = own[FRAMESKIP] if atari.frameskip is None else atari.frameskip
+    env_kwargs[FRAMESKIP] = 1 if frame_skip > 1 else env_frameskip
+    sticky = own[STICKY_ACTIONS] if atari.repeat_action_probability is None else atari.repeat_action_probability
+    env_kwargs[STICKY_ACTIONS] = sticky
+    wrapper_sticky = atari.action_repeat_probability
+    if wrapper_sticky > 0 and sticky > 0:
         raise BreakoutSB3Error(
             f"{where}: sticky actions twice: the env's repeat_action_probability {env_kwargs[STICKY_ACTIONS]} and "
             f"AtariWrapper's action_repeat_probability {wrapper_sticky}; set one of them to 0"

@@ -16,11 +16,11 @@ from breakout_sb3.env import check_env_id, make_env, run_hyperparams, sticky_act
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.model_files import load_model, resolve_model
 from breakout_sb3.outputs import check_output_path
+from breakout_sb3.settings import EVALUATE
 from callbacks.atomic import atomic_write
 
-# The DQN papers (Mnih et al. 2015) evaluate with epsilon 0.05: a fully greedy Breakout agent can stall forever
-# once it stops pressing FIRE or loops, and 0.05 makes scores comparable with the published ones.
-DEFAULT_EVAL_EPSILON = 0.05
+# The DQN papers' 0.05 (breakout_sb3.settings says why)
+DEFAULT_EVAL_EPSILON: float = EVALUATE["--epsilon"].default
 
 
 @dataclass

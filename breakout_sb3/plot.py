@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter
 
-from breakout_sb3.config import atari_wrapper_kwargs
+from breakout_sb3.atari_settings import AtariSettings
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.outputs import check_output_path
 from callbacks.atomic import atomic_path
@@ -193,15 +193,15 @@ def read_games(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _frame_skip(run_dir: Path) -> int:
-    """:return: the run's AtariWrapper frame skip, from rl-zoo3's saved config (4, AtariWrapper's default, if none)"""
+    """:return: the run's AtariWrapper frame skip, from rl-zoo3's saved config (AtariWrapper's default if none)"""
     for config in run_dir.glob("*/config.yml"):
         try:
             saved = yaml.load(config.read_text(), Loader=yaml.UnsafeLoader)  # rl-zoo3 writes an OrderedDict
             hyperparams = dict(saved)
         except (yaml.YAMLError, TypeError, ValueError):
             continue
-        return int(atari_wrapper_kwargs(hyperparams.get("env_wrapper")).get("frame_skip", 4))
-    return 4
+        return int(AtariSettings.of(hyperparams).frame_skip)
+    return AtariSettings().frame_skip
 
 
 @dataclass

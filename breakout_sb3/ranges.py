@@ -1,5 +1,6 @@
 """
-The allowed range of every recipe key and every numeric command-line flag, in one place.
+The ranges breakout-sb3 checks, read from the table of every value a user types (:mod:`breakout_sb3.settings`), and
+the checks.
 
 Each range is a pydantic-annotated type (``callbacks.validation``, where the callbacks declare theirs too). Values
 are checked before a run folder, an env or a model exists; a value out of range is one line naming the key, the
@@ -8,101 +9,52 @@ value and the range.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import typing
+from typing import Annotated, Any
 
-from pydantic import Field
-
-from breakout_sb3.config import atari_wrapper_kwargs, uses_atari_wrapper
+from breakout_sb3 import settings
+from breakout_sb3.atari_settings import AtariSettings
+from breakout_sb3.config import atari_wrapper_kwargs
 from breakout_sb3.errors import BreakoutSB3Error
-from callbacks.validation import (
-    FiniteFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    Probability,
-    check_value,
-    shown,
-)
+from breakout_sb3.flags import scalar_type
+from breakout_sb3.settings import Setting
+from callbacks.validation import PositiveFloat, PositiveInt, check_value, shown
 
-# NatureCNN (CnnPolicy) needs at least 36x36 pixels: 8x8/4, 4x4/2 and 3x3/1 convolutions leave 1x1.
-ScreenSize = Annotated[int, Field(ge=36, le=1024)]
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's seeds
-EnvCount = Annotated[int, Field(ge=1, le=1024)]
-# rl-zoo3 YAMLs often write `n_timesteps: !!float 1e7`
-Timesteps = Annotated[float, Field(ge=1, allow_inf_nan=False)]
 
-# The keys of an rl-zoo3 DQN entry (hyperparams/dqn.yml) and of `-params`.
-HYPERPARAMS: dict[str, Any] = {
-    "learning_rate": PositiveFloat,
-    "gamma": Probability,
-    "batch_size": PositiveInt,
-    "buffer_size": PositiveInt,
-    "train_freq": PositiveInt,
-    "gradient_steps": PositiveInt | Literal[-1],  # SB3: -1 = as many as the env steps of the rollout
-    "target_update_interval": PositiveInt,
-    "learning_starts": NonNegativeInt,
-    "max_grad_norm": PositiveFloat,
-    "tau": Probability,
-    "exploration_fraction": Probability,
-    "exploration_initial_eps": Probability,
-    "exploration_final_eps": Probability,
-    "stats_window_size": PositiveInt,
-    "n_envs": EnvCount,
-    "frame_stack": PositiveInt,
-    "n_timesteps": Timesteps,
-    "n_steps": PositiveInt,  # n-step returns (SB3's NStepReplayBuffer)
+def ranges_of(table: dict[str, Setting]) -> dict[str, Any]:
+    """:return: the annotation of each flag of ``table`` whose value is a number"""
+    return {
+        name: setting.annotation for name, setting in table.items() if scalar_type(setting.annotation) in (int, float)
+    }
+
+
+def annotations(table: dict[str, Setting]) -> dict[str, Any]:
+    """:return: the annotation of each key of ``table``"""
+    return {name: setting.annotation for name, setting in table.items()}
+
+
+# The keys of an rl-zoo3 DQN entry (hyperparams/dqn.yml) and of `-params` whose range is checked: the algorithm's,
+# and those of rl-zoo3's own keys that have a range.
+_ZOO_RANGES = {
+    key: setting.annotation
+    for key, setting in settings.ZOO_KEYS.items()
+    if typing.get_origin(setting.annotation) is Annotated
 }
-# FastDQN launches its gradient steps during the rollout's last env step: a fixed number of them.
-FAST_HYPERPARAMS: dict[str, Any] = {
-    **HYPERPARAMS,
-    "gradient_steps": PositiveInt,
-    "n_steps": Literal[1],  # its FrameStackReplayBuffer has no n-step returns (SB3 would only warn and ignore it)
-    "overlap_env": bool,
-    "cuda_graph": bool,
-}
+HYPERPARAMS: dict[str, Any] = {**annotations(settings.DQN_KEYS), **_ZOO_RANGES}
+FAST_HYPERPARAMS: dict[str, Any] = {**annotations(settings.FAST_DQN_KEYS), **_ZOO_RANGES}
 TRAIN_FREQ_UNITS = ("step", "episode")
+ENV_KWARGS: dict[str, Any] = annotations(settings.ENV_KWARGS)
+ATARI_WRAPPER_KWARGS: dict[str, Any] = annotations(settings.ATARI_WRAPPER_KWARGS)
 
-# `env_kwargs`, and the kwargs of SB3's AtariWrapper in `env_wrapper`.
-ENV_KWARGS: dict[str, Any] = {
-    "max_episode_steps": PositiveInt,
-    "frameskip": PositiveInt | tuple[PositiveInt, PositiveInt],  # ale-py: fixed, or uniform in [low, high)
-    "repeat_action_probability": Probability,  # ale-py's sticky actions
-}
-ATARI_WRAPPER_KWARGS: dict[str, Any] = {
-    "noop_max": NonNegativeInt,
-    "frame_skip": PositiveInt,
-    "screen_size": ScreenSize,
-    "terminal_on_life_loss": bool,
-    "clip_reward": bool,
-    "action_repeat_probability": Probability,
-}
-
-# Numeric flags. rl-zoo3's train flags keep rl-zoo3's special values (-1: its default, or off).
-TRAIN_FLAGS: dict[str, Any] = {
-    "--n-timesteps": PositiveInt | Literal[-1],  # -1: the YAML's n_timesteps
-    "--seed": Seed | Literal[-1],  # -1: a random seed
-    "--num-threads": PositiveInt | Literal[-1],
-    "--log-interval": PositiveInt | Literal[-1, -2],  # in episodes; -1: the algorithm's default, -2: none
-    "--eval-freq": PositiveInt | Literal[-1],  # -1: no periodic evaluation
-    "--eval-episodes": PositiveInt,
-    "--n-eval-envs": EnvCount,
-    "--save-freq": PositiveInt | Literal[-1],  # -1: no step checkpoints
-    "--n-trials": PositiveInt,
-    "--max-total-trials": PositiveInt,
-    "--n-jobs": PositiveInt,
-    "--n-startup-trials": NonNegativeInt,
-    "--n-evaluations": PositiveInt,
-    "--verbose": Annotated[int, Field(ge=0, le=2)],
-    "--keep-checkpoints": PositiveInt,
-}
+# The numeric flags of each command. rl-zoo3's train flags keep rl-zoo3's special values (-1: its default, or off).
+TRAIN_FLAGS: dict[str, Any] = {**ranges_of(settings.ZOO_TRAIN), **ranges_of(settings.TRAIN)}
 # rl-zoo3's short spellings of the flags above
-TRAIN_FLAG_ALIASES = {"-n": "--n-timesteps"}
-RESUME_FLAGS: dict[str, Any] = {"--n-timesteps": PositiveInt, "--refill-steps": NonNegativeInt}
-PLAY_FLAGS: dict[str, Any] = {"--episodes": PositiveInt, "--seed": Seed, "--epsilon": Probability}
-RECORD_MAX_EPISODES = 20  # each frame is kept in memory until the video is written
-RECORD_FLAGS: dict[str, Any] = {**PLAY_FLAGS, "--episodes": Annotated[int, Field(ge=1, le=RECORD_MAX_EPISODES)]}
-PLOT_FLAGS: dict[str, Any] = {"--threshold": FiniteFloat}
-TUNE_FLAGS: dict[str, Any] = {"--db-wait": NonNegativeInt}  # seconds; 0: a lost database stops the worker at once
+TRAIN_FLAG_ALIASES = {alias: flag for flag, setting in settings.ZOO_TRAIN.items() for alias in setting.aliases}
+RESUME_FLAGS: dict[str, Any] = ranges_of(settings.RESUME)
+PLAY_FLAGS: dict[str, Any] = ranges_of(settings.EVALUATE)
+RECORD_FLAGS: dict[str, Any] = ranges_of(settings.RECORD)
+PLOT_FLAGS: dict[str, Any] = ranges_of(settings.PLOT)
+TUNE_FLAGS: dict[str, Any] = ranges_of(settings.TUNE)
 
 
 def check(name: str, value: Any, annotation: Any, where: str) -> Any:
@@ -184,11 +136,11 @@ def replay_bytes_per_transition(hyperparams: dict[str, Any]) -> int | None:
         (AtariWrapper's ``screen_size`` squared, grey, ``frame_stack`` of them); None when the observations are not
         those or the buffer class is not one this knows
     """
-    wrapper = atari_wrapper_kwargs(hyperparams.get("env_wrapper"))
-    if not uses_atari_wrapper(hyperparams.get("env_wrapper")):
+    atari = AtariSettings.of(hyperparams)
+    if not atari.wrapped:
         return None
-    frame = int(wrapper.get("screen_size", 84)) ** 2
-    stack = int(hyperparams.get("frame_stack") or 1)
+    frame = int(atari.screen_size) ** 2
+    stack = int(hyperparams.get("frame_stack") or settings.ZOO_KEYS["frame_stack"].default)
     buffer_class = hyperparams.get("replay_buffer_class")
     name = buffer_class if isinstance(buffer_class, str) else getattr(buffer_class, "__name__", "ReplayBuffer")
     if name.rsplit(".", 1)[-1] == "FrameStackReplayBuffer":

@@ -19,9 +19,9 @@ from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.utils import get_class_by_name
 from stable_baselines3.common.vec_env import VecEnv
 
-from breakout_sb3.config import atari_wrapper_kwargs
+from breakout_sb3.atari_settings import AtariSettings
 from breakout_sb3.devices import check_device
-from breakout_sb3.env import STICKY_ACTIONS, atari_env_kwargs
+from breakout_sb3.env import atari_env_kwargs
 from breakout_sb3.fast import AleVecEnv, FastDQN, FrameStackReplayBuffer
 from breakout_sb3.precision import FLOAT32, MIXED_ALGO, MixedPrecisionDQN
 from breakout_sb3.zoo_args import FAST_ALGO
@@ -62,7 +62,7 @@ class RecipeExperimentManager(ExperimentManager):
         self.vec_env_kind = "sb3"
         # ale-py's vector env appends to the run's 0.monitor.csv instead of starting it anew (a resumed run)
         self.monitor_append = False
-        self._saved_env_wrapper: Any = None
+        self.atari_settings = AtariSettings()
 
     def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
         if self.config_entry is None:
@@ -95,7 +95,7 @@ class RecipeExperimentManager(ExperimentManager):
 
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):
         self.vec_env_kind = hyperparams.pop("vec_env", "sb3")
-        self._saved_env_wrapper = hyperparams.get("env_wrapper")
+        self.atari_settings = AtariSettings.of(hyperparams)
         buffer_class = hyperparams.get("replay_buffer_class")
         if isinstance(buffer_class, str) and "." in buffer_class:
             hyperparams["replay_buffer_class"] = get_class_by_name(buffer_class)
@@ -116,17 +116,16 @@ class RecipeExperimentManager(ExperimentManager):
         if self.vec_env_kind != "ale" or eval_env:
             return super().create_envs(n_envs, eval_env, no_log)
         # AtariWrapper's no-ops and frame skip, and its frame limit counted in agent steps
-        wrapper = atari_wrapper_kwargs(self._saved_env_wrapper)
-        frame_skip = wrapper.get("frame_skip", 4)
-        max_frames = self.env_kwargs.get("max_episode_steps")
+        atari = self.atari_settings
+        frame_skip, max_frames = atari.frame_skip, atari.max_episode_steps
         return AleVecEnv(
             game=gym.spec(self.env_name.gym_id).kwargs["game"],
             n_envs=n_envs,
             seed=self.seed,
-            noop_max=wrapper.get("noop_max", 30),
+            noop_max=atari.noop_max,
             frame_skip=frame_skip,
             max_episode_steps=max_frames // frame_skip if max_frames else None,
-            repeat_action_probability=self.env_kwargs.get(STICKY_ACTIONS, 0.0),
+            repeat_action_probability=atari.repeat_action_probability or 0.0,
             env_id=self.env_name.gym_id,
             monitor_file=None if no_log else str(Path(self.save_path) / "0.monitor.csv"),
             monitor_append=self.monitor_append,

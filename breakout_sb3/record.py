@@ -7,8 +7,9 @@ import tempfile
 from pathlib import Path
 
 from stable_baselines3.common.utils import set_random_seed
-from stable_baselines3.common.vec_env import VecEnv, VecVideoRecorder
+from stable_baselines3.common.vec_env import VecVideoRecorder
 
+from breakout_sb3.atari_settings import AtariSettings
 from breakout_sb3.devices import check_device
 from breakout_sb3.env import check_env_id, make_env, run_hyperparams
 from breakout_sb3.errors import BreakoutSB3Error
@@ -52,7 +53,8 @@ def record(
         recorder = VecVideoRecorder(
             env, tmp, record_video_trigger=lambda step: step == 0, video_length=10**9, name_prefix="game"
         )
-        recorder.frames_per_sec = ATARI_FPS / _frame_skip(env)
+        # one video frame per agent step: real time
+        recorder.frames_per_sec = ATARI_FPS / AtariSettings.of(hyperparams).wrapper_frame_skip
         scores: list[float] = []
         try:
             model = load_model(model_path, recorder, device)
@@ -74,11 +76,3 @@ def record(
             os.fsync(f.fileno())
         os.replace(video, out)
     return scores
-
-
-def _frame_skip(env: VecEnv) -> int:
-    """:return: emulator frames per agent step (SB3's MaxAndSkipEnv, inside AtariWrapper), 1 without one"""
-    try:
-        return int(env.get_attr("_skip")[0])
-    except AttributeError:
-        return 1

@@ -11,8 +11,8 @@ from typing import Any, NoReturn
 from rl_zoo3.utils import ALGOS
 
 from breakout_sb3 import ENV_ID
+from breakout_sb3.atari_settings import AtariSettings
 from breakout_sb3.config import (
-    atari_wrapper_kwargs,
     check_classes,
     check_hyperparams,
     default_config_path,
@@ -30,6 +30,7 @@ from breakout_sb3.ranges import (
     check_hyperparam_ranges,
     check_replay_memory,
 )
+from breakout_sb3.settings import ATARI_WRAPPER_KWARGS, ZOO_TRAIN
 from breakout_sb3.zoo_train import given_train_flags
 
 # rl-zoo3's --algo for the fast configuration's FastDQN (breakout_sb3.manager adds it to rl-zoo3's table)
@@ -38,18 +39,9 @@ FAST_ALGO = "fast_dqn"
 
 def default_train_args() -> list[str]:
     """rl-zoo3 flags that make its defaults the recipe's; any flag the user gives overrides them."""
-    return [
-        "--algo", "dqn",
-        "--env", ENV_ID,
-        "--conf-file", str(default_config_path()),
-        "--seed", "42",  # tutorial: `seed = 42`
-        "--eval-freq", "-1",  # the tutorial does no periodic evaluation; --eval-freq N turns rl-zoo3's on
-        "--log-interval", str(LOG_INTERVAL),
-    ]  # fmt: skip
-
-
-# SB3's log table every 100 episodes (SB3's default is 4, about once a second on a CPU): the CSV's window.
-LOG_INTERVAL = 100
+    recipe = [(flag, setting.default) for flag, setting in ZOO_TRAIN.items() if setting.default is not None]
+    args = ["--algo", "dqn", "--env", ENV_ID, "--conf-file", str(default_config_path())]
+    return args + [str(item) for flag_and_value in recipe for item in flag_and_value]
 
 
 # rl-zoo3's flags of its hyperparameter search: `breakout-sb3 tune` (or `train -optimize`) takes them
@@ -198,8 +190,12 @@ def _check_eval_env_kwargs(env_id: str, hyperparams: dict[str, Any], eval_env_kw
     atari_env_kwargs(env_id, {**hyperparams, "env_kwargs": eval_env_kwargs}, "--eval-env-kwargs")
 
 
-# What ale-py's vector env (the fast configuration) computes itself: AtariWrapper's other arguments must be these.
-FAST_ATARI_WRAPPER = {"screen_size": 84, "terminal_on_life_loss": True, "clip_reward": True}
+# What ale-py's vector env (the fast configuration) computes itself: AtariWrapper's other arguments must be their
+# defaults.
+FAST_ATARI_WRAPPER = {
+    key: ATARI_WRAPPER_KWARGS[key].default
+    for key in ("screen_size", "terminal_on_life_loss", "clip_reward", "action_repeat_probability")
+}
 # The env_kwargs the fast configuration's vector env honours (AleVecEnv's max_episode_steps, frame skip and sticky
 # actions); it skips frames with AtariWrapper's frame_skip only.
 FAST_ENV_KWARGS = {"max_episode_steps", FRAMESKIP, STICKY_ACTIONS}
@@ -213,9 +209,9 @@ def check_fast_env(hyperparams: dict[str, Any], where: str, env_kwargs_where: st
     :param where: named in the error: the file or flag the AtariWrapper arguments come from
     :param env_kwargs_where: the same for the env_kwargs (default: ``where``)
     """
-    kwargs = atari_wrapper_kwargs(hyperparams.get("env_wrapper"))
-    for key, value in kwargs.items():
-        allowed = FAST_ATARI_WRAPPER.get(key, value) if key != "action_repeat_probability" else 0.0
+    atari = AtariSettings.of(hyperparams)
+    for key, allowed in FAST_ATARI_WRAPPER.items():
+        value = getattr(atari, key)
         if value != allowed:
             raise BreakoutSB3Error(
                 f"{where}: the fast configuration's vector env needs AtariWrapper {key} {allowed!r}, got {value!r}"
@@ -227,10 +223,10 @@ def check_fast_env(hyperparams: dict[str, Any], where: str, env_kwargs_where: st
             f"{where}: the fast configuration's vector env takes env_kwargs {', '.join(sorted(FAST_ENV_KWARGS))} "
             f"only, got {', '.join(unknown)}"
         )
-    if env_kwargs.get(FRAMESKIP, 1) != 1:
+    if atari.frameskip not in (None, 1):
         raise BreakoutSB3Error(
             f"{where}: the fast configuration's vector env skips frames with AtariWrapper's frame_skip only: the "
-            f"env's own frameskip must be 1 (env_kwargs frameskip:1), got {env_kwargs[FRAMESKIP]!r}"
+            f"env's own frameskip must be 1 (env_kwargs frameskip:1), got {atari.frameskip!r}"
         )
 
 

@@ -10,40 +10,39 @@ from __future__ import annotations
 
 import argparse
 import functools
+import typing
 from dataclasses import dataclass, field
 
 from breakout_sb3.errors import BreakoutSB3Error
-from breakout_sb3.ranges import TRAIN_FLAGS, Seed, check
+from breakout_sb3.evaluate import DEFAULT_EVAL_EPSILON
+from breakout_sb3.flags import help_rows, help_usage
+from breakout_sb3.ranges import TRAIN_FLAGS, check
+from breakout_sb3.settings import TUNE, TUNE_ZOO, Seed
 from breakout_sb3.tune.manager import TuneExperimentManager
-from breakout_sb3.tune.plan import build_plan
-from breakout_sb3.tune.retry import DEFAULT_DB_WAIT_S
+from breakout_sb3.tune.plan import DEFAULT_TRIAL_STEPS, build_plan
 from breakout_sb3.tune.storage import Heartbeat
 from breakout_sb3.zoo_args import integer_flag, parse_zoo_flags
 from breakout_sb3.zoo_train import zoo_train
 
-TUNE_HELP = """\
-breakout-sb3 tune [--fast] [--seeds S [S ...]] [--heartbeat-interval S] [--grace-period S] [--max-retry N]
-                  [--db-wait S] [rl-zoo3 flags]
+# rl-zoo3's choices tune takes
+SAMPLERS = typing.get_args(TUNE_ZOO["--sampler"].annotation)
+PRUNERS = typing.get_args(TUNE_ZOO["--pruner"].annotation)
+TUNE_HELP = f"""\
+{help_usage("breakout-sb3 tune", TUNE, "[rl-zoo3 flags]")}
 
 Runs trials of one Optuna study; the same command on several machines (same --storage and --study-name) makes
 them workers of that study. Each trial trains -n steps and is scored by its last evaluation (the mean game score
-of --eval-episodes games at epsilon 0.05).
+of --eval-episodes games at epsilon {DEFAULT_EVAL_EPSILON}).
 
-  --fast                     tune the fast configuration (FastDQN, the YAML's <env>-fast entry)
-  --seeds S [S ...]          a seed sweep instead of a search: one trial per seed, of the entry as it is
-  --heartbeat-interval S     a running trial records a heartbeat every S seconds (default 20)
-  --grace-period S           a trial without a heartbeat for S seconds is failed and run again (default 120)
-  --max-retry N              times a trial whose worker died is run again (default 3)
-  --db-wait S                a database server that stops answering is waited for up to S seconds per outage
-                             (default 600); past that the worker stops with exit status 75
+{help_rows(TUNE, column=29)}
 
 rl-zoo3's flags pass through, with these defaults:
   --storage URL              sqlite:///<log folder>/tune.db; any URL Optuna accepts (postgresql://user@host/db),
                              or a journal file ending in .log
   --study-name NAME          <env>[-fast]-tune-<n>-steps (required with a server storage)
-  -n N                       agent steps per trial: 1000000 (a seed sweep: the entry's n_timesteps)
+  -n N                       agent steps per trial: {DEFAULT_TRIAL_STEPS} (a seed sweep: the entry's n_timesteps)
   --n-trials N               trials this worker runs (500, rl-zoo3's; a seed sweep: as many as seeds)
-  --sampler tpe|random|auto, --pruner median|halving|none, --n-startup-trials N, --n-evaluations N,
+  --sampler {"|".join(SAMPLERS)}, --pruner {"|".join(PRUNERS)}, --n-startup-trials N, --n-evaluations N,
   --eval-episodes N, --max-total-trials N, --n-jobs N, -params key:value (fixed, not searched), -f, --seed,
   --conf-file FILE (the search space is its breakout-sb3-tune section), --device, --num-threads
 """
@@ -51,8 +50,6 @@ rl-zoo3's flags pass through, with these defaults:
 # rl-zoo3's numeric flags that tune reads
 NUMERIC_FLAGS = ("--n-timesteps", "--n-trials", "--max-total-trials", "--n-jobs", "--n-startup-trials",
                  "--n-evaluations", "--eval-episodes", "--seed")  # fmt: skip
-SAMPLERS = ("tpe", "random", "auto")
-PRUNERS = ("median", "halving", "none")
 # rl-zoo3 flags that make no sense for tuning
 REFUSED_FLAGS = {
     "trained_agent": "-i: each trial trains from scratch",
@@ -72,7 +69,7 @@ class TuneOptions:
 
     seeds: list[int] | None = None
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
-    db_wait: int = DEFAULT_DB_WAIT_S
+    db_wait: int = TUNE["--db-wait"].default
 
 
 def tune(argv: list[str], fast: bool = False, options: TuneOptions | None = None) -> None:

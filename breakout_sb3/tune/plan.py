@@ -20,7 +20,8 @@ from breakout_sb3.config import default_config_path, hyperparams_for, read_confi
 from breakout_sb3.env import is_atari
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.recipe_manager import register_fast_dqn
-from breakout_sb3.tune.retry import DEFAULT_DB_WAIT_S, Outage
+from breakout_sb3.settings import TUNE, TUNE_ZOO
+from breakout_sb3.tune.retry import Outage
 from breakout_sb3.tune.space import SPACE_KEY, SearchSpace
 from breakout_sb3.tune.storage import (
     Heartbeat,
@@ -34,7 +35,7 @@ from breakout_sb3.tune.storage import (
 )
 from breakout_sb3.zoo_args import FAST_ALGO, check_train_args, parse_zoo_params
 
-DEFAULT_TRIAL_STEPS = 1_000_000
+DEFAULT_TRIAL_STEPS = TUNE_ZOO["--n-timesteps"].default
 
 
 @dataclass
@@ -71,7 +72,7 @@ def build_plan(
     fast: bool,
     seeds: list[int] | None,
     heartbeat: Heartbeat,
-    db_wait: int = DEFAULT_DB_WAIT_S,
+    db_wait: int = TUNE["--db-wait"].default,
 ) -> tuple[TunePlan, list[str]]:
     """
     Check the command, read the entry and its search space, open the storage and create or join the study.

@@ -24,7 +24,6 @@ from optuna.trial import TrialState
 from breakout_sb3.errors import BreakoutSB3Error
 from breakout_sb3.tune.optuna_insides import RDB_DATABASE_METHODS
 
-DEFAULT_DB_WAIT_S = 600
 # sysexits.h's EX_TEMPFAIL: a temporary failure, which running the worker again later may not meet.
 STORAGE_UNREACHABLE_EXIT = 75
 # The backoff between tries: from FIRST_DELAY_S, doubled up to MAX_DELAY_S, so that heartbeats resume within a few

@@ -23,6 +23,8 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import StudyDirection
 
 from breakout_sb3.errors import BreakoutSB3Error
+from breakout_sb3.ranges import TUNE_FLAGS, check_flags
+from breakout_sb3.settings import TUNE
 from breakout_sb3.tune.retry import Outage, PatientRDBStorage, database_error, one_line
 
 # Optuna's study_name column: VARCHAR(512).
@@ -45,20 +47,23 @@ class Heartbeat:
     again, up to ``max_retry`` times (Optuna's RetryHeartbeatStaleTrialCallback).
     """
 
-    interval: int = 20
-    grace_period: int = 120
-    max_retry: int = 3
+    interval: int = TUNE["--heartbeat-interval"].default
+    grace_period: int = TUNE["--grace-period"].default
+    max_retry: int = TUNE["--max-retry"].default
 
     def check(self) -> None:
-        if self.interval < 1:
-            raise BreakoutSB3Error(f"tune: --heartbeat-interval must be >= 1 second, got {self.interval}")
+        """Checks each value's range, and that a running trial's heartbeats come within the grace period."""
+        given = {
+            "--heartbeat-interval": self.interval,
+            "--grace-period": self.grace_period,
+            "--max-retry": self.max_retry,
+        }
+        check_flags(given, TUNE_FLAGS, "tune")
         if self.grace_period <= self.interval:
             raise BreakoutSB3Error(
                 f"tune: --grace-period ({self.grace_period} s) must be longer than --heartbeat-interval "
                 f"({self.interval} s), or running trials would be taken for dead ones"
             )
-        if self.max_retry < 0:
-            raise BreakoutSB3Error(f"tune: --max-retry must be >= 0, got {self.max_retry}")
 
 
 def is_journal_file(url: str) -> bool:
