@@ -151,7 +151,7 @@ def _step_of(path: Path) -> int | None:
 
 def _check_csv(run_dir: Path, start: Checkpoint | None) -> FileStatus | None:
     """The CSV statistics file: header, a torn last line, consecutive episodes, rows after the resume point."""
-    state = next((s for k, s in (start.state["callbacks"] if start else {}).items() if k.startswith("CSVStats")), None)
+    state = next((s for k, s in (start.state.callbacks if start else {}).items() if k.startswith("CSVStats")), None)
     name = state.get("filename", "training_stats.csv") if state else "training_stats.csv"
     path = run_dir / name
     if not path.is_file():
@@ -197,7 +197,7 @@ def _check_csv(run_dir: Path, start: Checkpoint | None) -> FileStatus | None:
 
 def _check_monitor_files(run_dir: Path, start: Checkpoint | None) -> list[FileStatus]:
     """SB3's Monitor files: a torn last line, and the games after the resume point."""
-    recorded = (start.state.get("monitor_files") if start else None) or {}
+    recorded = (start.state.monitor_files if start else None) or {}
     statuses = []
     for path in sorted(run_dir.glob(MONITOR_GLOB)):
         data = path.read_bytes()

@@ -52,9 +52,9 @@ def resume(
         if checkpoint is None:
             raise BreakoutSB3Error(f"cannot resume {run_dir}: no complete checkpoint in {checkpoint_dir(run_dir)}")
         if n_timesteps is None:
-            n_timesteps = int(checkpoint.state["total_timesteps"]) - checkpoint.num_timesteps
+            n_timesteps = checkpoint.state.total_timesteps - checkpoint.num_timesteps
             if n_timesteps <= 0:
-                raise BreakoutSB3Error(f"{run_dir} already reached its {checkpoint.state['total_timesteps']} steps")
+                raise BreakoutSB3Error(f"{run_dir} already reached its {checkpoint.state.total_timesteps} steps")
         # Nothing was changed up to here; from here on the run folder is this resume's.
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
@@ -84,10 +84,10 @@ def roll_back_monitor_files(checkpoint: Checkpoint, log_dir: str | Path, verbose
     :param log_dir: the run folder (where the Monitor files are)
     :param verbose: 0: silent; 1: a line per file rolled back or left as it is
     """
-    recorded: dict[str, int] | None = checkpoint.state.get("monitor_files")
+    recorded = checkpoint.state.monitor_files
     if recorded is None:
         if verbose >= 1:
-            name, version = checkpoint.path.name, checkpoint.state["format"]
+            name, version = checkpoint.path.name, checkpoint.state.format
             print(f"{name} (format {version}) has no Monitor file sizes: not rolled back")
         return
     for name, size in recorded.items():

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from breakout_sb3.errors import BreakoutSB3Error
 from callbacks.atomic import atomic_write
+from callbacks.validation import first_problem
 
 RESUME_FILE = "resume.json"
 # 1: rl-zoo3's flags with absolute paths (the run's log folder, its YAML copy); 2: paths relative to the run folder
@@ -37,9 +40,9 @@ class RunSpec:
     """
 
     argv: list[str]
-    conf_file: str | None = None
-    config_entry: str | None = None
-    checkpoint_options: dict[str, Any] = field(default_factory=dict)
+    conf_file: str | None
+    config_entry: str | None
+    checkpoint_options: dict[str, Any]
     precision: str = "float32"
 
     @classmethod
@@ -88,31 +91,38 @@ class RunSpec:
         YAML copy is not where its file says (the run was copied or moved) uses the copy in its own folder.
 
         :return: the spec, the format it was read from, and a line for each thing to say about it
-        :raise BreakoutSB3Error: (its message starting with ``run_dir``) if the file is missing or unreadable, or a
-            format-1 run has no YAML copy of its own
+        :raise BreakoutSB3Error: one line starting with ``run_dir`` if the file is missing or unreadable, of an
+            unknown format, lacks a field or has one of another type, or a format-1 run has no YAML copy of its own
         """
         try:
             saved = json.loads((run_dir / RESUME_FILE).read_text())
-            version = saved["format"]
-            if version == RESUME_FORMAT:
-                argv, options = list(saved["argv"]), dict(saved["checkpoint_options"])
-                spec = cls(argv, saved["conf_file"], saved["config_entry"], options, saved.get("precision", "float32"))
-                return spec, version, []
         except FileNotFoundError:
             raise BreakoutSB3Error(f"{run_dir}: no {RESUME_FILE} (not started by breakout-sb3 train)") from None
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError) as e:
             raise BreakoutSB3Error(f"{run_dir}: {RESUME_FILE} is unreadable ({type(e).__name__}: {e})") from None
-        if version != 1:
+        if not isinstance(saved, dict) or "format" not in saved:
+            raise BreakoutSB3Error(f"{run_dir}: {RESUME_FILE} has no format (not written by breakout-sb3)")
+        version = saved["format"]
+        if type(version) is not int or version not in (1, RESUME_FORMAT):
             raise BreakoutSB3Error(f"{run_dir}: {RESUME_FILE} of unknown format {version!r} (a newer breakout-sb3's?)")
-        return (*cls._of_format_1(saved, run_dir),)
+        if version == 1:  # its fields were optional, its YAML named among the flags
+            saved = {
+                "argv": saved.get("argv", []),
+                "conf_file": None,
+                "config_entry": saved.get("config_entry"),
+                "checkpoint_options": saved.get("checkpoint_options", {}),
+            }
+        try:
+            spec = _RECORD.validate_python({key: value for key, value in saved.items() if key != "format"})
+        except ValidationError as e:
+            raise BreakoutSB3Error(f"{run_dir}: {RESUME_FILE}: {first_problem(e)}") from None
+        return (spec, version, []) if version == RESUME_FORMAT else spec._of_format_1(run_dir)
 
-    @classmethod
-    def _of_format_1(cls, saved: dict[str, Any], run_dir: Path) -> tuple[RunSpec, int, list[str]]:
-        argv = list(saved.get("argv", []))
+    def _of_format_1(self, run_dir: Path) -> tuple[RunSpec, int, list[str]]:
+        argv, entry, options = self.argv, self.config_entry, self.checkpoint_options
         confs = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("-conf", "--conf-file")]
-        options, entry = dict(saved.get("checkpoint_options", {})), saved.get("config_entry")
         if not confs or not confs[-1].endswith((".yml", ".yaml")):
-            return cls(_without(argv, _PLACE_FLAGS - {"-conf", "--conf-file"}), None, entry, options), 1, []
+            return RunSpec(_without(argv, _PLACE_FLAGS - {"-conf", "--conf-file"}), None, entry, options), 1, []
         recorded = Path(confs[-1])  # the run's copy: <run>/<env>/hyperparams.yml
         own = run_dir / recorded.parent.name / recorded.name
         if not own.is_file():
@@ -120,7 +130,7 @@ class RunSpec:
                 f"{run_dir}: its {RESUME_FILE} (format 1) names {recorded}, and the run has no {own.parent.name}/"
                 f"{own.name} of its own: copy that file there to resume it"
             )
-        spec = cls(_without(argv, _PLACE_FLAGS), own.relative_to(run_dir).as_posix(), entry, options)
+        spec = RunSpec(_without(argv, _PLACE_FLAGS), own.relative_to(run_dir).as_posix(), entry, options)
         notes = []
         if recorded.resolve() != own.resolve():
             notes.append(f"{RESUME_FILE} (format 1) names the run's YAML at its old place {recorded}: using {own}")
@@ -130,6 +140,10 @@ class RunSpec:
         """Write ``resume.json`` into ``run_dir``, atomically."""
         content = {"format": RESUME_FORMAT, **asdict(self)}
         atomic_write(run_dir / RESUME_FILE, lambda f: f.write((json.dumps(content, indent=2) + "\n").encode()))
+
+
+# resume.json's fields, checked as they are read (each one there, each of its type)
+_RECORD = TypeAdapter(RunSpec)
 
 
 def _without(argv: list[str], flags: set[str]) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
 
@@ -27,7 +28,7 @@ from callbacks.episodes import EpisodeScores, EpisodeStats
 from callbacks.nonfinite import NonFiniteTrainingError, first_non_finite_parameter
 from callbacks.replay_io import check_replay_file_header, write_replay_buffer
 from callbacks.run_folder import RunFolderCallback
-from callbacks.validation import PositiveInt, checked_init
+from callbacks.validation import PositiveInt, checked_init, first_problem
 
 # 2: the replay buffer compressed (replay_buffer.zst), and the size of the run's Monitor files
 # 3: each file's SHA-256 beside its size, and state.json's own SHA-256 over its other keys
@@ -78,25 +79,110 @@ def state_sha256(state: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+class FileRecord(BaseModel):
+    """
+    One file of a checkpoint, as ``state.json`` records it.
+
+    :param size: its size in bytes
+    :param sha256: its SHA-256 in hex (None in formats 1 and 2, which record the size only)
+    """
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    size: int
+    sha256: str | None
+
+
+class CheckpointState(BaseModel):
+    """
+    A checkpoint's ``state.json``: read, version-checked and written here only. Formats 1 and 2 read as the
+    current one: a file recorded by its size alone has no SHA-256, format 1 has no Monitor file sizes, and a
+    checkpoint older than ``episode_stats`` counted Monitor episodes.
+
+    :param format: the format it was written in (one of ``READABLE_FORMATS``)
+    :param num_timesteps: the model's step count (all envs) when it was written
+    :param total_timesteps: the run's total, as ``learn()`` was given it
+    :param episodes: finished episodes, counted as ``episode_stats`` says
+    :param episode_stats: ``"monitor"`` or ``"learner"`` (see :class:`~callbacks.CSVStatsCallback`)
+    :param time: when it was written (``time.time()``)
+    :param files: each file of the folder (but ``state.json``), by name
+    :param monitor_files: the size of each Monitor file of the run (None: format 1)
+    :param callbacks: the ``state_dict()`` of each stateful callback, by key (:func:`stateful_callbacks`)
+    """
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    format: int = CHECKPOINT_FORMAT
+    num_timesteps: int
+    total_timesteps: int
+    episodes: int
+    episode_stats: EpisodeStats = "monitor"
+    time: float
+    files: dict[str, FileRecord]
+    monitor_files: dict[str, int] | None = None
+    callbacks: dict[str, dict[str, Any]]
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _size_only_records(cls, files: Any) -> Any:
+        """Formats 1 and 2 record a file by its size alone."""
+        if not isinstance(files, dict):
+            return files
+        return {name: {"size": r, "sha256": None} if type(r) is int else r for name, r in files.items()}
+
+    @classmethod
+    def read(cls, folder: Path) -> CheckpointState:
+        """
+        :param folder: the checkpoint folder
+        :return: its ``state.json``, checked: a readable format, its own SHA-256 (format 3), every field and its type
+        :raise BrokenCheckpointError: one line naming ``state.json`` and what is wrong with it
+        """
+        try:
+            content = json.loads((folder / STATE_FILE).read_text())
+        except FileNotFoundError:
+            raise BrokenCheckpointError(folder, f"{STATE_FILE} is missing") from None
+        except (OSError, ValueError) as e:
+            raise BrokenCheckpointError(folder, f"{STATE_FILE} is unreadable ({e})") from None
+        version = content.get("format") if isinstance(content, dict) else content
+        if type(version) is not int or version not in READABLE_FORMATS:
+            raise BrokenCheckpointError(folder, f"{STATE_FILE}: unknown checkpoint format {version!r}")
+        if version >= 3 and content.get("sha256") != state_sha256(content):
+            raise BrokenCheckpointError(folder, f"{STATE_FILE} is corrupt (its content is not the one written)")
+        try:
+            return cls.model_validate(content)
+        except ValidationError as e:
+            raise BrokenCheckpointError(folder, f"{STATE_FILE}: {first_problem(e)}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        """:return: the content of its ``state.json``, with the SHA-256 of the rest as ``sha256``"""
+        content = self.model_dump()
+        return {**content, "sha256": state_sha256(content)}
+
+    def write(self, folder: Path) -> None:
+        """Write ``state.json`` into ``folder``, flushed to disk."""
+        text = json.dumps(self.to_json(), indent=2)
+        write_synced(folder / STATE_FILE, lambda f: f.write(text.encode()))
+
+
 @dataclass
 class Checkpoint:
     """
     One checkpoint folder: ``model.zip`` (online and target networks, optimizer, ``num_timesteps``, ...),
     ``replay_buffer.zst`` (unless written without it; ``replay_buffer.pkl`` in format 1), ``rng.pkl`` and
-    ``state.json`` (the step, the episode count, the state of every callback that has one, the size and SHA-256 of
-    each file, the size of the run's Monitor files, and its own SHA-256; written last).
+    ``state.json`` (:class:`CheckpointState`: the step, the episode count, the state of every callback that has
+    one, the size and SHA-256 of each file, the size of the run's Monitor files, and its own SHA-256; written last).
     """
 
     path: Path
-    state: dict[str, Any]
+    state: CheckpointState
 
     @property
     def num_timesteps(self) -> int:
-        return int(self.state["num_timesteps"])
+        return self.state.num_timesteps
 
     @property
     def episodes(self) -> int:
-        return int(self.state["episodes"])
+        return self.state.episodes
 
     @property
     def model_path(self) -> Path:
@@ -106,7 +192,7 @@ class Checkpoint:
     def replay_path(self) -> Path | None:
         """The replay buffer file (load it with :func:`callbacks.load_replay_buffer`), None if written without."""
         for name in (REPLAY_FILE, LEGACY_REPLAY_FILE):
-            if name in self.state["files"]:
+            if name in self.state.files:
                 return self.path / name
         return None
 
@@ -115,15 +201,15 @@ class Checkpoint:
         return self.replay_path is not None
 
     def callback_state(self, key: str) -> dict[str, Any] | None:
-        return self.state["callbacks"].get(key)
+        return self.state.callbacks.get(key)
 
     def describe(self) -> str:
         """
         :return: where the run stood, counted as each of its files counts, e.g. ``step 1692, 9 episodes in the
             Monitor files, 49 in training_stats.csv`` (games and lives under ``AtariWrapper``)
         """
-        parts = [f"step {self.num_timesteps}", episodes_text(self.episodes, self.state.get("episode_stats", "monitor"))]
-        for key, state in self.state["callbacks"].items():
+        parts = [f"step {self.num_timesteps}", episodes_text(self.episodes, self.state.episode_stats)]
+        for key, state in self.state.callbacks.items():
             if key.split("#")[0] == "CSVStatsCallback":
                 parts.append(f"{state['episode']} in {state.get('filename', 'training_stats.csv')}")
         return ", ".join(parts)
@@ -140,51 +226,32 @@ class Checkpoint:
         if rng["action_space"] is not None:
             model.action_space.np_random.bit_generator.state = rng["action_space"]
 
-    def file_records(self) -> dict[str, tuple[int, str | None]]:
-        """:return: each file's recorded size and SHA-256 (None in formats 1 and 2, which record sizes only)"""
-        records = {}
-        for name, record in self.state["files"].items():
-            records[name] = (int(record), None) if isinstance(record, int) else (record["size"], record["sha256"])
-        return records
-
     @classmethod
     def read(cls, path: Path, verify: Collection[str] | None = None) -> Checkpoint:
         """
-        Read a checkpoint folder and check it: ``state.json`` against its own SHA-256, every file's presence and
-        size, and the SHA-256 of the files in ``verify`` (format 3; older formats: the zip's CRCs and the replay's
-        zstd header instead).
+        Read a checkpoint folder and check it: ``state.json`` (:meth:`CheckpointState.read`), every file's presence
+        and size, and the SHA-256 of the files in ``verify`` (format 3; older formats: the zip's CRCs and the
+        replay's zstd header instead).
 
         :param path: the checkpoint folder
         :param verify: the files whose content is checked (None: all of them; ``[MODEL_FILE]`` for a reader that
             only plays the model)
         :raise BrokenCheckpointError: naming the file and what is wrong with it
         """
+        state = CheckpointState.read(path)
         try:
-            state = json.loads((path / STATE_FILE).read_text())
-        except FileNotFoundError:
-            raise BrokenCheckpointError(path, f"{STATE_FILE} is missing") from None
-        except (OSError, ValueError) as e:
-            raise BrokenCheckpointError(path, f"{STATE_FILE} is unreadable ({e})") from None
-        if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
-            found = state.get("format") if isinstance(state, dict) else state
-            raise BrokenCheckpointError(path, f"{STATE_FILE}: unknown checkpoint format {found!r}")
-        if state["format"] >= 3 and state.get("sha256") != state_sha256(state):
-            raise BrokenCheckpointError(path, f"{STATE_FILE} is corrupt (its content is not the one written)")
-        checkpoint = cls(path, state)
-        records = checkpoint.file_records()
-        try:
-            for name, (size, _) in records.items():
+            for name, record in state.files.items():
                 actual = (path / name).stat().st_size
-                if actual != size:
-                    raise BrokenCheckpointError(path, f"{name} is torn ({actual:,} bytes, {size:,} written)")
-            for name, (_, sha256) in records.items():
+                if actual != record.size:
+                    raise BrokenCheckpointError(path, f"{name} is torn ({actual:,} bytes, {record.size:,} written)")
+            for name, record in state.files.items():
                 if verify is None or name in verify:
-                    _check_content(path, name, sha256)
+                    _check_content(path, name, record.sha256)
         except FileNotFoundError as e:
             raise BrokenCheckpointError(path, f"{Path(e.filename).name} is missing") from None
         except OSError as e:  # unreadable, or deleted while being read (a writer pruning it)
             raise BrokenCheckpointError(path, f"{Path(e.filename or name).name} is unreadable ({e.strerror})") from None
-        return checkpoint
+        return cls(path, state)
 
 
 def _check_content(folder: Path, name: str, sha256: str | None) -> None:
@@ -451,7 +518,7 @@ class EpisodeCheckpointCallback(RunFolderCallback):
             print(f"Checkpoint at {Checkpoint(final, state).describe()}: {final}")
         return final
 
-    def _write(self, folder: Path) -> dict[str, Any]:
+    def _write(self, folder: Path) -> CheckpointState:
         """:return: the checkpoint's state, as written into ``state.json``"""
         files = {MODEL_FILE: self.model.save}
         replay = getattr(self.model, "replay_buffer", None)
@@ -461,21 +528,19 @@ class EpisodeCheckpointCallback(RunFolderCallback):
         records = {}
         for name, write in files.items():
             write_synced(folder / name, write)
-            records[name] = {"size": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
+            records[name] = FileRecord(size=(folder / name).stat().st_size, sha256=file_sha256(folder / name))
         callbacks = self.locals.get("callback", self)
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "num_timesteps": self.model.num_timesteps,
-            "total_timesteps": self.model._total_timesteps,
-            "episodes": self.episodes,
-            "episode_stats": self._scores.episode_stats,
-            "time": time.time(),
-            "files": records,
-            "monitor_files": monitor_file_sizes(self.log_dir),
-            "callbacks": {key: cb.state_dict() for key, cb in stateful_callbacks(callbacks)},
-        }
-        state["sha256"] = state_sha256(state)
-        write_synced(folder / STATE_FILE, lambda f: f.write(json.dumps(state, indent=2).encode()))
+        state = CheckpointState(
+            num_timesteps=int(self.model.num_timesteps),
+            total_timesteps=int(self.model._total_timesteps),
+            episodes=self.episodes,
+            episode_stats=self._scores.episode_stats,
+            time=time.time(),
+            files=records,
+            monitor_files=monitor_file_sizes(self.log_dir),
+            callbacks={key: cb.state_dict() for key, cb in stateful_callbacks(callbacks)},
+        )
+        state.write(folder)
         fsync_dir(folder)
         return state
 

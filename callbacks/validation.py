@@ -159,3 +159,17 @@ def checked_init(init: F) -> F:
             raise ValueError(f"{where}: {name} must be {allowed}, got {shown(error['input'])}") from None
 
     return typing.cast(F, wrapper)
+
+
+def first_problem(error: ValidationError) -> str:
+    """
+    :return: the first problem pydantic found in a record read from a file, in one line naming the field:
+        ``'episodes' is missing``, ``'files.model.zip.size' should be a valid integer, got '12'``
+    """
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "its content"
+    if first["type"] == "missing":
+        return f"'{where}' is missing"
+    value = shown(first["input"])
+    value = value if len(value) <= 60 else value[:57] + "..."
+    return f"'{where}' {first['msg'].removeprefix('Input ')}, got {value}"

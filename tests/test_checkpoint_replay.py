@@ -184,7 +184,7 @@ def test_rolling_back_monitor_files_moves_later_rows_aside_and_reports_missing_o
     previous = Checkpoint.read(find_checkpoints(copy)[1])
     monitor = copy / "0.monitor.csv"
     before = monitor.read_bytes()
-    size = previous.state["monitor_files"]["0.monitor.csv"]
+    size = previous.state.monitor_files["0.monitor.csv"]
     assert len(before) > size, "the test needs games after the older checkpoint"
     roll_back_monitor_files(previous, copy)
     side = copy / f"0.monitor.after_step_{previous.num_timesteps}.csv"

@@ -140,7 +140,7 @@ def test_resume_after_sigkill_moves_rows_after_the_checkpoint_aside(tmp_path):
 
     # Monitor's file rolled back with the checkpoint: its games up to the checkpoint, then the resumed run's, one
     # header; the games after the checkpoint moved aside (with the header), where load_results does not look.
-    size = checkpoint.state["monitor_files"]["0.monitor.csv"]
+    size = checkpoint.state.monitor_files["0.monitor.csv"]
     header = b"".join(monitor_at_kill.splitlines(keepends=True)[:2])
     monitor_side = run / f"0.monitor.after_step_{checkpoint.num_timesteps}.csv"
     assert monitor_side.read_bytes() == header + monitor_at_kill[size:]

@@ -49,7 +49,7 @@ def test_train_end_then_resume_then_resume_continues_each_time(tmp_path):
     (run,) = run_folders(tmp_path / "logs")
     assert latest_checkpoint(run).num_timesteps == 300
     # the CSV's clock at the end is kept, for the resumed rows' Training Time to continue from it
-    (csv_state,) = [s for k, s in latest_checkpoint(run).state["callbacks"].items() if k.startswith("CSVStats")]
+    (csv_state,) = [s for k, s in latest_checkpoint(run).state.callbacks.items() if k.startswith("CSVStats")]
     last_row_time = float(read_csv(run / "training_stats.csv")[-1][8])
     assert csv_state["training_time"] >= last_row_time > 0
     assert f"Continue this run with: breakout-sb3 resume {run.relative_to(tmp_path)} -n STEPS" in result.stdout
