@@ -72,7 +72,7 @@ def test_the_smoke_run_prints_the_lines_the_readme_quotes(smoke_run):
     folder, outputs = smoke_run
     quotes = smoke_quotes()
     assert {command for command, _, _ in quotes} == {"train", "evaluate", "record", "resume"}
-    # the scores of the trained agent are examples; the games of 5,000 random steps are the same on every machine
+    # the scores of the trained agent are examples; the games of 2,000 random steps are the same on every machine
     assert {command for command, _, example in quotes if example} == {"evaluate", "record"}
     assert {command for command, _, example in quotes if not example} == {"train", "resume"}
     for command, quote, example in quotes:
