@@ -50,11 +50,12 @@ from bench.learning_curve import yaml_callbacks
 from bench.provenance import add_allow_dirty, header, load_average, require_commit, write_result
 from breakout_sb3 import ENV_ID
 from breakout_sb3.config import default_config_path
+from breakout_sb3.settings import ZOO_TRAIN
 
 # The recipe's epsilon schedule reaches 0.1 here (50,000 + 1,000,000 steps)
 START_STEP = 1_050_000
 AGENT_STEPS_PER_UPDATE = 4
-LOG_INTERVAL = 100  # episodes between SB3 log tables, as `breakout-sb3 train` prints them
+LOG_INTERVAL = ZOO_TRAIN["--log-interval"].default  # episodes between SB3 log tables, as `train` prints them
 # The fast configuration's precision and layout variants: (precision, memory layout of networks and batches)
 VARIANTS = {
     "contiguous": ("float32", "contiguous"),

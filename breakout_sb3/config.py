@@ -120,11 +120,6 @@ def atari_wrapper_kwargs(env_wrapper: Any) -> dict[str, Any]:
     return atari_wrapper_spec(env_wrapper) or {}
 
 
-def uses_atari_wrapper(env_wrapper: Any) -> bool:
-    """:return: whether an rl-zoo3 ``env_wrapper`` value wraps the env in SB3's ``AtariWrapper``"""
-    return atari_wrapper_spec(env_wrapper) is not None
-
-
 def check_classes(hyperparams: dict[str, Any], where: str) -> None:
     """
     Check that every class the ``callback``, ``env_wrapper`` and ``vec_env_wrapper`` keys name can be imported and
